@@ -1,0 +1,386 @@
+"""`MultiTaskModel`: a functional Keras model that knows its tasks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+from keras.src.trainers.data_adapters import data_adapter_utils
+
+from mtl_keras import weighting as weighting_lib
+from mtl_keras.tasks import Task, validate_tasks
+from mtl_keras.weighting.base import StepContext, Weighting
+
+
+def _upstream_layers(tensor: Any) -> set[int]:
+    """ids of the layers a functional output depends on."""
+    seen: set[int] = set()
+    stack = [tensor]
+    visited_nodes: set[int] = set()
+    while stack:
+        t = stack.pop()
+        history = getattr(t, "_keras_history", None)
+        if history is None:
+            continue
+        op, node_index, _ = history
+        node = op._inbound_nodes[node_index]
+        if id(node) in visited_nodes:
+            continue
+        visited_nodes.add(id(node))
+        seen.add(id(op))
+        stack.extend(node.input_tensors)
+    return seen
+
+
+@keras.saving.register_keras_serializable(package="mtl_keras")
+class MultiTaskModel(keras.Model):
+    """A functional model with one named output per task.
+
+    Build it with a builder (`mtl_keras.builders.shared_bottom(...)`) or
+    directly from functional inputs and a dict of outputs keyed by task name.
+
+    `compile(optimizer, weighting=...)` fills losses, metrics and loss weights
+    from the task specs. Training computes each task's loss over the rows
+    labelled for that task only (mean over labelled rows; see
+    `mtl_keras.tasks` for how a missing label is marked) and lets the
+    weighting strategy turn task losses into gradients. Logged per task:
+    `<task>_loss`, `<task>_weight` and `<task>_<metric>`.
+
+    Args:
+        inputs: functional inputs (a tensor, list or dict).
+        outputs: dict task name -> output tensor.
+        tasks: the task specs, one per output.
+
+    Example:
+    >>> import keras
+    >>> from mtl_keras import Binary, MultiTaskModel, Regression
+    >>> x = keras.Input((4,))
+    >>> h = keras.layers.Dense(8, activation="relu")(x)
+    >>> tasks = [Binary("click"), Regression("dwell")]
+    >>> model = MultiTaskModel(x, {t.name: t.head(h) for t in tasks}, tasks=tasks)
+    >>> model.compile("adam", weighting="uncertainty")
+    """
+
+    def __init__(
+        self,
+        inputs: Any,
+        outputs: Any,
+        name: str | None = None,
+        *,
+        tasks: list[Task] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if tasks is None:
+            raise ValueError("MultiTaskModel needs `tasks` (a list of Task specs).")
+        # From a saved config, tasks arrive serialized.
+        tasks = [
+            keras.saving.deserialize_keras_object(t) if isinstance(t, dict) else t
+            for t in (tasks if isinstance(tasks, (list, tuple)) else [tasks])
+        ]
+        tasks = validate_tasks(tasks)
+        if not isinstance(outputs, dict):
+            raise ValueError(
+                "MultiTaskModel `outputs` must be a dict task name -> output tensor, "
+                f"got {type(outputs).__name__}."
+            )
+        names = [t.name for t in tasks]
+        if sorted(outputs) != sorted(names):
+            raise ValueError(
+                f"MultiTaskModel outputs {sorted(outputs)} do not match the tasks {names}."
+            )
+        # Outputs in task order so that flat views line up with `tasks`.
+        outputs = {n: outputs[n] for n in names}
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        self._tasks = tasks
+        self.weighting: Weighting | None = None
+        self._task_variable_groups = self._variable_groups()
+
+    # ------------------------------------------------------------------ tasks
+    @property
+    def tasks(self) -> list[Task]:
+        return list(self._tasks)
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self._tasks]
+
+    def _variable_groups(self) -> tuple[list[Any], list[list[Any]]]:
+        """Splits layers into shared (used by >1 task) and task-specific."""
+        upstream = [_upstream_layers(self._outputs_struct[n]) for n in self.task_names]
+        counts: dict[int, int] = {}
+        for ids in upstream:
+            for i in ids:
+                counts[i] = counts.get(i, 0) + 1
+        shared_ids = {i for i, c in counts.items() if c > 1}
+        return shared_ids, [ids - shared_ids for ids in upstream]
+
+    def variable_groups(self) -> tuple[list[int], list[list[int]], list[int]]:
+        """Indices into `trainable_variables`: (shared, per-task, weighting's own)."""
+        shared_ids, task_ids = self._task_variable_groups
+        owner: dict[int, Any] = {}
+        for layer in self.layers:
+            for v in layer.trainable_variables:
+                owner.setdefault(id(v), id(layer))
+        own_ids = set()
+        if self.weighting is not None:
+            own_ids = {id(v) for v in self.weighting.trainable_variables}
+        shared, own = [], []
+        per_task: list[list[int]] = [[] for _ in self._tasks]
+        for i, v in enumerate(self.trainable_variables):
+            if id(v) in own_ids:
+                own.append(i)
+                continue
+            layer_id = owner.get(id(v))
+            placed = False
+            for t, ids in enumerate(task_ids):
+                if layer_id in ids:
+                    per_task[t].append(i)
+                    placed = True
+                    break
+            if not placed:
+                shared.append(i)
+        return shared, per_task, own
+
+    # ---------------------------------------------------------------- compile
+    def compile(
+        self,
+        optimizer: Any = "adam",
+        weighting: Any = "static",
+        loss: dict[str, Any] | None = None,
+        metrics: dict[str, list[Any]] | None = None,
+        loss_weights: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Configures training.
+
+        Args:
+            optimizer: a Keras optimizer or its name.
+            weighting: a strategy name (see `mtl_keras.weighting.STRATEGIES`)
+                or a `mtl_keras.weighting.Weighting` instance.
+            loss: optional dict task name -> loss overriding the task spec.
+            metrics: optional dict task name -> metrics overriding the spec.
+            loss_weights: optional dict task name -> static weight overriding
+                the spec's `weight`.
+            **kwargs: passed to `keras.Model.compile` (`jit_compile`,
+                `steps_per_execution`, `run_eagerly`, ...). Keras's own
+                `loss`/`metrics` machinery is not used: losses are per task.
+        """
+        for key in ("weighted_metrics",):
+            if kwargs.get(key):
+                raise ValueError(
+                    f"MultiTaskModel.compile does not take `{key}`: pass per-task "
+                    "`sample_weight` to fit and metrics through `metrics`."
+                )
+        names = self.task_names
+        for arg_name, arg in (("loss", loss), ("metrics", metrics), ("loss_weights", loss_weights)):
+            if arg is None:
+                continue
+            if not isinstance(arg, dict):
+                raise ValueError(
+                    f"`{arg_name}` must be a dict keyed by task name ({names}), "
+                    f"got {type(arg).__name__}."
+                )
+            unknown = set(arg) - set(names)
+            if unknown:
+                raise ValueError(
+                    f"`{arg_name}` names unknown tasks {sorted(unknown)}; tasks are {names}."
+                )
+        self._effective_tasks = []
+        for task in self._tasks:
+            config = task.get_config()
+            if loss and task.name in loss:
+                config["loss"] = keras.saving.serialize_keras_object(loss[task.name])
+            if metrics and task.name in metrics:
+                config["metrics"] = [
+                    keras.saving.serialize_keras_object(m) for m in metrics[task.name]
+                ]
+            if loss_weights and task.name in loss_weights:
+                config["weight"] = loss_weights[task.name]
+            self._effective_tasks.append(type(task).from_config(config))
+
+        strategy = weighting_lib.get(weighting)
+        if strategy.built and strategy.task_names != names:
+            raise ValueError(
+                f"This weighting instance was built for tasks {strategy.task_names}, "
+                f"not {names}; pass a fresh instance."
+            )
+        if not strategy.built:
+            strategy.build_for_tasks(self._effective_tasks)
+
+        super().compile(optimizer=optimizer, **kwargs)
+        self.weighting = strategy
+        self._task_loss_fns = [t.loss_fn() for t in self._effective_tasks]
+        self._task_metrics = [t.build_metrics() for t in self._effective_tasks]
+        self._task_loss_trackers = [
+            keras.metrics.Mean(name=f"{n}_loss") for n in names
+        ]
+        self._task_weight_trackers = [
+            keras.metrics.Mean(name=f"{n}_weight") for n in names
+        ]
+        self._mtl_compile_config = {
+            "optimizer": keras.saving.serialize_keras_object(self.optimizer),
+            "weighting": keras.saving.serialize_keras_object(strategy),
+            "loss": None
+            if loss is None
+            else {k: keras.saving.serialize_keras_object(v) for k, v in loss.items()},
+            "metrics": None
+            if metrics is None
+            else {
+                k: [keras.saving.serialize_keras_object(m) for m in v]
+                for k, v in metrics.items()
+            },
+            "loss_weights": loss_weights,
+            **{k: v for k, v in kwargs.items() if k in ("jit_compile", "steps_per_execution")},
+        }
+
+    def get_compile_config(self) -> dict[str, Any]:
+        if self.compiled and hasattr(self, "_mtl_compile_config"):
+            return dict(self._mtl_compile_config)
+        return {}
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        config = dict(config)
+        config["optimizer"] = keras.optimizers.deserialize(config["optimizer"])
+        for key in ("loss",):
+            if config.get(key):
+                config[key] = {
+                    k: keras.saving.deserialize_keras_object(v) for k, v in config[key].items()
+                }
+        if config.get("metrics"):
+            config["metrics"] = {
+                k: [keras.saving.deserialize_keras_object(m) for m in v]
+                for k, v in config["metrics"].items()
+            }
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    # ------------------------------------------------------------ train/test
+    def _labels_by_task(self, y: Any, what: str = "y") -> dict[str, Any]:
+        names = self.task_names
+        if y is None:
+            raise ValueError(
+                f"MultiTaskModel needs labels: a dict keyed by task name ({names})."
+            )
+        if isinstance(y, (list, tuple)):
+            if len(y) != len(names):
+                raise ValueError(
+                    f"Got {len(y)} label arrays in `{what}` for {len(names)} tasks {names}; "
+                    "pass a dict keyed by task name."
+                )
+            return dict(zip(names, y))
+        if not isinstance(y, dict):
+            if len(names) == 1:
+                return {names[0]: y}
+            raise ValueError(
+                f"`{what}` must be a dict keyed by task name ({names}), got "
+                f"{type(y).__name__}."
+            )
+        unknown = set(y) - set(names)
+        if unknown:
+            raise ValueError(
+                f"`{what}` has keys {sorted(unknown)} that are not tasks; tasks are {names}."
+            )
+        return y
+
+    def _task_losses(
+        self, y: Any, y_pred: Any, sample_weight: Any
+    ) -> tuple[Any, list[tuple[Any, Any, Any]]]:
+        """Per-task mean loss over labelled rows, and (labels, preds, mask) per task."""
+        labels = self._labels_by_task(y)
+        weights = None
+        if sample_weight is not None:
+            weights = (
+                self._labels_by_task(sample_weight, "sample_weight")
+                if isinstance(sample_weight, (dict, list, tuple))
+                else {n: sample_weight for n in self.task_names}
+            )
+        losses, prepared = [], []
+        for task, loss_fn in zip(self._effective_tasks, self._task_loss_fns):
+            pred = y_pred[task.name]
+            if task.name not in labels:
+                # A task absent from this data set: every row is unlabelled.
+                batch = tf.shape(pred)[0]
+                mask = tf.zeros([batch], tf.float32)
+                y_safe = None
+                losses.append(tf.constant(0.0))
+                prepared.append((y_safe, pred, mask))
+                continue
+            y_safe, mask = task.prepare_labels(labels[task.name], pred)
+            if weights is not None and task.name in weights:
+                w = tf.cast(tf.convert_to_tensor(weights[task.name]), tf.float32)
+                mask = mask * tf.reshape(w, [-1])
+            values = tf.cast(loss_fn(y_safe, tf.cast(pred, tf.float32)), tf.float32)
+            while values.shape.rank > 1:
+                values = tf.reduce_mean(values, axis=-1)
+            # Mean over labelled rows: masked rows neither add loss nor count.
+            denom = tf.reduce_sum(mask)
+            loss = tf.math.divide_no_nan(tf.reduce_sum(values * mask), denom)
+            losses.append(loss)
+            prepared.append((y_safe, pred, mask))
+        return tf.stack(losses), prepared
+
+    def _update_metrics(self, task_losses: Any, weights: Any, prepared: list, total: Any) -> dict:
+        self._loss_tracker.update_state(total)
+        for t, (y_safe, pred, mask) in enumerate(prepared):
+            labelled = tf.reduce_sum(mask)
+            # A batch without labels for a task says nothing about its loss.
+            self._task_loss_trackers[t].update_state(
+                task_losses[t], sample_weight=tf.minimum(labelled, 1.0)
+            )
+            self._task_weight_trackers[t].update_state(weights[t])
+            if y_safe is None:
+                continue
+            for metric in self._task_metrics[t]:
+                metric.update_state(y_safe, pred, sample_weight=mask)
+        return self.get_metrics_result()
+
+    def _regularization_loss(self) -> Any:
+        if not self.losses:
+            return None
+        return tf.add_n([tf.cast(loss, tf.float32) for loss in self.losses])
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        strategy = self.weighting
+        with tf.GradientTape(persistent=strategy.needs_persistent_tape) as tape:
+            y_pred = self(x, training=True)
+            task_losses, prepared = self._task_losses(y, y_pred, sample_weight)
+            regularization = self._regularization_loss()
+        variables = self.trainable_variables
+        shared, per_task, own = self._groups_cache()
+        ctx = StepContext(
+            tape=tape,
+            task_losses=task_losses,
+            regularization_loss=regularization,
+            variables=variables,
+            shared=shared,
+            task_specific=per_task,
+            own=own,
+            scale_loss=self.optimizer.scale_loss,
+            num_replicas=tf.distribute.get_strategy().num_replicas_in_sync,
+        )
+        grads, weights = strategy.compute_gradients(ctx)
+        del tape
+        self.optimizer.apply(grads, variables)
+        total = tf.reduce_sum(weights * task_losses)
+        return self._update_metrics(task_losses, weights, prepared, total)
+
+    def _groups_cache(self) -> tuple[list[int], list[list[int]], list[int]]:
+        # Python-side, computed once per trace.
+        return self.variable_groups()
+
+    def test_step(self, data: Any) -> dict[str, Any]:
+        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        y_pred = self(x, training=False)
+        task_losses, prepared = self._task_losses(y, y_pred, sample_weight)
+        _, weights = self.weighting.combine(task_losses, training=False)
+        total = tf.reduce_sum(weights * task_losses)
+        return self._update_metrics(task_losses, weights, prepared, total)
+
+    # ----------------------------------------------------------- serialization
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["tasks"] = [keras.saving.serialize_keras_object(t) for t in self._tasks]
+        return config

@@ -1,0 +1,401 @@
+"""Task specifications: what each output of a multi-task model predicts.
+
+A task spec is the single source of truth for one output: its head (units,
+activation, float32 dtype so mixed precision never reaches the loss), its
+default loss and metrics, its static weight, its label dtype and how a missing
+label is marked. Builders create heads from it; `MultiTaskModel` takes losses,
+metrics, weights and label masks from it.
+
+Missing labels:
+- float labels (Regression, Binary, Multilabel): NaN marks a missing label;
+  Binary and Multilabel labels are 0/1, so a negative value (e.g. -1) is also
+  treated as missing.
+- integer labels (Multiclass): -1 (any negative value) marks a missing label.
+- an explicit mask: pass `sample_weight={task_name: mask}` to `fit`; 0 drops
+  the row for that task, other values weight it.
+"""
+
+from __future__ import annotations
+
+import keyword
+import math
+import re
+from typing import Any
+
+import keras
+from keras import ops
+
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_RESERVED_NAMES = {"loss", "weights", "outputs", "inputs"}
+
+
+def validate_task_name(name: Any) -> str:
+    """Checks that `name` can name a Keras output, a SavedModel output and a
+    TensorBoard tag group, and returns it."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValueError(
+            f"Task name {name!r} is not valid: expected a string starting with a "
+            "letter followed by letters, digits or underscores (it names a "
+            "Keras output, a SavedModel output key and TensorBoard tags)."
+        )
+    if keyword.iskeyword(name) or name in _RESERVED_NAMES:
+        raise ValueError(
+            f"Task name {name!r} is reserved; choose another name "
+            f"(reserved: {sorted(_RESERVED_NAMES)} and Python keywords)."
+        )
+    return name
+
+
+def validate_tasks(tasks: Any) -> list[Task]:
+    """Checks a sequence of task specs (non-empty, all `Task`, unique names)."""
+    if isinstance(tasks, Task):
+        tasks = [tasks]
+    if isinstance(tasks, dict):
+        raise ValueError(
+            "`tasks` must be a list of Task specs (e.g. [Binary('income')]), "
+            "not a dict: each task already carries its name."
+        )
+    tasks = list(tasks or [])
+    if not tasks:
+        raise ValueError("`tasks` is empty: a multi-task model needs at least one Task.")
+    for t in tasks:
+        if not isinstance(t, Task):
+            raise ValueError(
+                f"Expected Task specs (Regression, Binary, Multiclass, Multilabel, "
+                f"...), got {t!r} of type {type(t).__name__}."
+            )
+    names = [t.name for t in tasks]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"Task names must be unique; duplicated: {dupes}.")
+    return tasks
+
+
+def _positive_int(value: Any, what: str, task: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(
+            f"Task {task!r}: `{what}` must be an integer >= {minimum}, got {value!r}."
+        )
+    return value
+
+
+def _build_metric(identifier: Any, task: Task) -> keras.metrics.Metric:
+    """Turns a metric identifier into a fresh metric named `<task>_<metric>`."""
+    if isinstance(identifier, str) and identifier.lower() in ("accuracy", "acc"):
+        metric = task.accuracy_metric()
+    elif isinstance(identifier, keras.metrics.Metric):
+        metric = identifier.__class__.from_config(identifier.get_config())
+    else:
+        got = keras.metrics.get(identifier)
+        if isinstance(got, type):
+            got = got()
+        if isinstance(got, keras.metrics.Metric):
+            metric = got
+        elif callable(got):
+            fn_name = getattr(identifier, "__name__", str(identifier))
+            metric = keras.metrics.MeanMetricWrapper(got, name=fn_name)
+        else:  # pragma: no cover - keras.metrics.get raises first
+            raise ValueError(f"Task {task.name!r}: unknown metric {identifier!r}.")
+    config = metric.get_config()
+    base = config.get("name") or metric.name
+    if not base.startswith(task.name + "_"):
+        config["name"] = f"{task.name}_{base}"
+    return metric.__class__.from_config(config)
+
+
+class Task:
+    """Base class of all task specs.
+
+    Args:
+        name: output name; a letter followed by letters, digits or underscores.
+        weight: static loss weight (used by `weighting.Static` and as the
+            initial/prior weight by other strategies).
+        loss: optional override of the default loss (a Keras loss identifier,
+            `keras.losses.Loss` or per-sample callable `fn(y_true, y_pred)`).
+        metrics: optional override of the default metrics (identifiers or
+            `keras.metrics.Metric` objects). Names are prefixed with the task.
+    """
+
+    activation: str | None = None
+    label_dtype: str = "float32"
+
+    def __init__(
+        self,
+        name: str,
+        weight: float = 1.0,
+        loss: Any = None,
+        metrics: list[Any] | None = None,
+    ) -> None:
+        self.name = validate_task_name(name)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (
+            math.isfinite(weight) and weight >= 0
+        ):
+            raise ValueError(
+                f"Task {name!r}: `weight` must be a finite number >= 0, got {weight!r}."
+            )
+        self.weight = float(weight)
+        self.loss = loss
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            raise ValueError(
+                f"Task {name!r}: `metrics` must be a list, got {type(metrics).__name__}."
+            )
+        self.metrics = list(metrics) if metrics is not None else None
+
+    # --- head -------------------------------------------------------------
+    @property
+    def units(self) -> int:
+        raise NotImplementedError
+
+    def output_layer(self, name: str | None = None) -> keras.layers.Layer:
+        """The task's output layer: Dense(units, activation) in float32, named
+        after the task so that the model output is keyed by the task name."""
+        return keras.layers.Dense(
+            self.units, activation=self.activation, dtype="float32", name=name or self.name
+        )
+
+    def head(self, x: Any) -> Any:
+        """Applies the output layer to a feature tensor."""
+        return self.output_layer()(x)
+
+    # --- loss -------------------------------------------------------------
+    def default_loss(self) -> Any:
+        raise NotImplementedError
+
+    def loss_fn(self) -> Any:
+        """Per-sample loss callable `fn(y_true, y_pred) -> (batch, ...)`."""
+        loss = self.loss if self.loss is not None else self.default_loss()
+        if isinstance(loss, str) or isinstance(loss, dict):
+            loss = keras.losses.get(loss)
+        if isinstance(loss, keras.losses.Loss):
+            return loss.call  # unreduced values
+        if callable(loss):
+            return loss
+        raise ValueError(f"Task {self.name!r}: invalid loss {loss!r}.")
+
+    # --- labels -----------------------------------------------------------
+    def prepare_labels(self, y: Any, y_pred: Any) -> tuple[Any, Any]:
+        """Returns (labels safe to feed the loss, per-row float mask (batch,))."""
+        y = ops.convert_to_tensor(y)
+        y = ops.cast(y, "float32")
+        if len(y.shape) == len(y_pred.shape) - 1:
+            y = ops.expand_dims(y, -1)
+        valid = self._valid(y)
+        row_valid = ops.all(valid, axis=tuple(range(1, len(y.shape))))
+        y_safe = ops.where(valid, y, ops.zeros_like(y))
+        return y_safe, ops.cast(row_valid, "float32")
+
+    def _valid(self, y: Any) -> Any:
+        return ops.logical_not(ops.isnan(y))
+
+    def per_sample_loss(self, y_safe: Any, y_pred: Any) -> Any:
+        """Per-row loss, shape (batch,)."""
+        values = self.loss_fn()(y_safe, ops.cast(y_pred, "float32"))
+        values = ops.cast(values, "float32")
+        while len(values.shape) > 1:
+            values = ops.mean(values, axis=-1)
+        return values
+
+    # --- metrics ----------------------------------------------------------
+    def default_metrics(self) -> list[Any]:
+        return []
+
+    def accuracy_metric(self) -> keras.metrics.Metric:
+        return keras.metrics.BinaryAccuracy(name="accuracy")
+
+    def build_metrics(self) -> list[keras.metrics.Metric]:
+        ids = self.metrics if self.metrics is not None else self.default_metrics()
+        return [_build_metric(m, self) for m in ids]
+
+    # --- serialization ----------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "weight": self.weight,
+            "loss": keras.saving.serialize_keras_object(self.loss),
+            "metrics": None
+            if self.metrics is None
+            else [keras.saving.serialize_keras_object(m) for m in self.metrics],
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Task:
+        config = dict(config)
+        config["loss"] = keras.saving.deserialize_keras_object(config.get("loss"))
+        if config.get("metrics") is not None:
+            config["metrics"] = [
+                keras.saving.deserialize_keras_object(m) for m in config["metrics"]
+            ]
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if v is not None)
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.name))
+
+
+@keras.saving.register_keras_serializable(package="mtl_keras")
+class Regression(Task):
+    """A real-valued target (one or more values per row).
+
+    Head: linear Dense(units). Default loss: mean squared error. Metrics: MAE
+    and RMSE. Missing label: NaN (a row counts as labelled when all of its
+    values are present).
+
+    Args:
+        name: output name.
+        units: number of values predicted per row.
+        weight, loss, metrics: see `Task`.
+
+    Example:
+    >>> task = Regression("age")
+    >>> task.units
+    1
+    """
+
+    activation = None
+
+    def __init__(self, name: str, units: int = 1, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self._units = _positive_int(units, "units", name)
+
+    @property
+    def units(self) -> int:
+        return self._units
+
+    def default_loss(self) -> Any:
+        return keras.losses.MeanSquaredError()
+
+    def default_metrics(self) -> list[Any]:
+        return [
+            keras.metrics.MeanAbsoluteError(name="mae"),
+            keras.metrics.RootMeanSquaredError(name="rmse"),
+        ]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "units": self._units}
+
+
+@keras.saving.register_keras_serializable(package="mtl_keras")
+class Binary(Task):
+    """A binary target with labels 0/1.
+
+    Head: Dense(1, sigmoid) giving P(label = 1). Default loss: binary
+    cross-entropy. Metrics: AUC and accuracy. Missing label: NaN or any
+    negative value (e.g. -1).
+
+    Example:
+    >>> Binary("income").units
+    1
+    """
+
+    activation = "sigmoid"
+
+    @property
+    def units(self) -> int:
+        return 1
+
+    def _valid(self, y: Any) -> Any:
+        return ops.logical_and(ops.logical_not(ops.isnan(y)), y >= 0)
+
+    def default_loss(self) -> Any:
+        return keras.losses.BinaryCrossentropy()
+
+    def default_metrics(self) -> list[Any]:
+        return [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
+
+
+@keras.saving.register_keras_serializable(package="mtl_keras")
+class Multiclass(Task):
+    """One of `num_classes` classes per row, labels are integer class ids.
+
+    Head: Dense(num_classes, softmax). Default loss: sparse categorical
+    cross-entropy. Metrics: accuracy. Missing label: -1 (any negative id) or
+    NaN. Labels >= num_classes raise an error at run time in eager mode and
+    are masked by TensorFlow's kernels otherwise, so validate data upstream.
+
+    Example:
+    >>> Multiclass("digit", num_classes=10).units
+    10
+    """
+
+    activation = "softmax"
+    label_dtype = "int32"
+
+    def __init__(self, name: str, num_classes: int, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.num_classes = _positive_int(num_classes, "num_classes", name, minimum=2)
+
+    @property
+    def units(self) -> int:
+        return self.num_classes
+
+    def prepare_labels(self, y: Any, y_pred: Any) -> tuple[Any, Any]:
+        y = ops.convert_to_tensor(y)
+        if "float" in str(y.dtype):
+            valid = ops.logical_and(ops.logical_not(ops.isnan(y)), y >= 0)
+            y = ops.where(valid, y, ops.zeros_like(y))
+        else:
+            valid = y >= 0
+        y = ops.where(valid, ops.cast(y, "int32"), ops.zeros_like(y, dtype="int32"))
+        if len(y.shape) == len(y_pred.shape):
+            y = ops.squeeze(y, -1)
+            valid = ops.squeeze(valid, -1)
+        return y, ops.cast(valid, "float32")
+
+    def default_loss(self) -> Any:
+        return keras.losses.SparseCategoricalCrossentropy()
+
+    def accuracy_metric(self) -> keras.metrics.Metric:
+        return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    def default_metrics(self) -> list[Any]:
+        return ["accuracy"]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
+@keras.saving.register_keras_serializable(package="mtl_keras")
+class Multilabel(Task):
+    """`num_labels` independent 0/1 labels per row.
+
+    Head: Dense(num_labels, sigmoid). Default loss: binary cross-entropy
+    averaged over the row's labels. Metrics: multi-label AUC and accuracy.
+    Missing label: NaN or a negative value for the whole row (a row with only
+    some labels missing is rejected as missing too: mask it per label by
+    splitting it into Binary tasks instead).
+
+    Example:
+    >>> Multilabel("tags", num_labels=5).units
+    5
+    """
+
+    activation = "sigmoid"
+
+    def __init__(self, name: str, num_labels: int, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.num_labels = _positive_int(num_labels, "num_labels", name)
+
+    @property
+    def units(self) -> int:
+        return self.num_labels
+
+    def _valid(self, y: Any) -> Any:
+        return ops.logical_and(ops.logical_not(ops.isnan(y)), y >= 0)
+
+    def default_loss(self) -> Any:
+        return keras.losses.BinaryCrossentropy()
+
+    def default_metrics(self) -> list[Any]:
+        return [
+            keras.metrics.AUC(name="auc", multi_label=True, num_labels=self.num_labels),
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+        ]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_labels": self.num_labels}
