@@ -1,0 +1,5 @@
+"""Keras callbacks for multi-task training."""
+
+from mtl_keras.callbacks.task_tensorboard import TaskTensorBoard
+
+__all__ = ["TaskTensorBoard"]

@@ -1,0 +1,223 @@
+"""TensorBoard callback that groups the per-task logs into one section per task."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from mtl_keras.tasks import Task, validate_task_name
+
+
+def split_task_key(key: str, task_names: Sequence[str]) -> tuple[str, str] | None:
+    """Splits a log key `<task>_<metric>` into `(task, metric)`.
+
+    The longest matching task name wins, so tasks `a` and `a_b` do not steal
+    each other's keys. Returns None for keys that belong to no task (`loss`,
+    `learning_rate`, ...).
+
+    Example:
+    >>> split_task_key("click_auc", ["click", "dwell"])
+    ('click', 'auc')
+    >>> split_task_key("a_b_loss", ["a", "a_b"])
+    ('a_b', 'loss')
+    >>> split_task_key("loss", ["click"]) is None
+    True
+    """
+    best = None
+    for name in task_names:
+        prefix = name + "_"
+        if key.startswith(prefix) and len(key) > len(prefix):
+            if best is None or len(name) > len(best):
+                best = name
+    if best is None:
+        return None
+    return best, key[len(best) + 1 :]
+
+
+class TaskTensorBoard(keras.callbacks.TensorBoard):
+    """`keras.callbacks.TensorBoard` plus one TensorBoard section per task.
+
+    Everything `keras.callbacks.TensorBoard` writes is unchanged (`epoch_loss`,
+    `epoch_click_auc`, `batch_*`, graphs, histograms, ...). In addition, every
+    log of a task (`<task>_loss`, `<task>_weight`, `<task>_<metric>` as logged
+    by `MultiTaskModel`) is written again under a tag whose first path
+    component is the task, which TensorBoard uses to group charts:
+
+    - per epoch: `<task>/<metric>` (e.g. `click/loss`, `click/weight`,
+      `click/auc`), x-axis = epoch. Training values go to the `train` run and
+      validation values (`val_<task>_<metric>`) to the `validation` run under
+      the *same* tag, so each chart overlays train and validation, exactly like
+      Keras's own `epoch_*` charts.
+    - per step, when `update_freq` is `"batch"` or an int N:
+      `<task>/batch_<metric>` in the `train` run, x-axis = global training
+      step, every N steps (the same cadence as Keras's `batch_*` scalars).
+      Values are Keras's running averages over the current epoch.
+
+    One fix to Keras's own logging: with an int `update_freq`,
+    `keras.callbacks.TensorBoard` drops all epoch summaries (`epoch_*`,
+    histograms) of an epoch whose last step is not a multiple of
+    `update_freq`; this callback always writes them.
+
+    Where to look in TensorBoard: run `tensorboard --logdir <log_dir>` and
+    open the "Scalars" (or "Time Series") tab. There is one collapsible
+    section per task, named after it (e.g. "click", "dwell"); inside, one chart
+    per metric with two lines, `train` and `validation` (select runs in the
+    left panel). The `<task>/batch_*` charts in the same section show the
+    training curves per step. Keras's own scalars stay in the "epoch_*" and
+    "batch_*" sections, which mix all tasks together.
+
+    Args:
+        log_dir, histogram_freq, write_graph, write_images,
+        write_steps_per_second, update_freq, profile_batch, embeddings_freq,
+        embeddings_metadata: as in `keras.callbacks.TensorBoard`.
+        tasks: optional task names (or `Task` specs) to group; by default the
+            model's tasks (`MultiTaskModel.task_names`), or the keys of a
+            functional model's dict outputs.
+
+    Example:
+    >>> import tempfile
+    >>> import keras, numpy as np
+    >>> from mtl_keras import Binary, Regression, builders
+    >>> from mtl_keras.callbacks import TaskTensorBoard
+    >>> model = builders.shared_bottom(
+    ...     keras.Input((4,)), [Binary("click"), Regression("dwell")],
+    ...     trunk_units=(8,), tower_units=())
+    >>> model.compile("adam")
+    >>> x = np.random.rand(32, 4).astype("float32")
+    >>> y = {"click": (x[:, 0] > 0.5).astype("float32"), "dwell": x[:, 1]}
+    >>> tb = TaskTensorBoard(tempfile.mkdtemp(), update_freq="batch")
+    >>> _ = model.fit(x, y, validation_split=0.25, epochs=2, callbacks=[tb], verbose=0)
+    """
+
+    def __init__(
+        self,
+        log_dir: str = "logs",
+        histogram_freq: int = 0,
+        write_graph: bool = True,
+        write_images: bool = False,
+        write_steps_per_second: bool = False,
+        update_freq: str | int = "epoch",
+        profile_batch: int | Sequence[int] | str = 0,
+        embeddings_freq: int = 0,
+        embeddings_metadata: Mapping[str, str] | str | None = None,
+        tasks: Sequence[str | Task] | None = None,
+    ) -> None:
+        if update_freq not in ("epoch", "batch") and (
+            isinstance(update_freq, bool) or not isinstance(update_freq, int) or update_freq < 1
+        ):
+            raise ValueError(
+                f'`update_freq` must be "epoch", "batch" or a positive int, got {update_freq!r}.'
+            )
+        super().__init__(
+            log_dir=log_dir,
+            histogram_freq=histogram_freq,
+            write_graph=write_graph,
+            write_images=write_images,
+            write_steps_per_second=write_steps_per_second,
+            update_freq=update_freq,
+            profile_batch=profile_batch,
+            embeddings_freq=embeddings_freq,
+            embeddings_metadata=embeddings_metadata,
+        )
+        # TensorBoard turns "batch" into 1; keep what was passed for get_config.
+        self._update_freq_arg = update_freq
+        self._profile_batch_arg = profile_batch
+        self.tasks = None if tasks is None else _task_names(tasks)
+        self._task_names: list[str] = list(self.tasks or [])
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments (TensorBoard's plus `tasks`)."""
+        return {
+            "log_dir": self.log_dir,
+            "histogram_freq": self.histogram_freq,
+            "write_graph": self.write_graph,
+            "write_images": self.write_images,
+            "write_steps_per_second": self.write_steps_per_second,
+            "update_freq": self._update_freq_arg,
+            "profile_batch": self._profile_batch_arg,
+            "embeddings_freq": self.embeddings_freq,
+            "embeddings_metadata": self.embeddings_metadata,
+            "tasks": None if self.tasks is None else list(self.tasks),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> TaskTensorBoard:
+        return cls(**config)
+
+    # --------------------------------------------------------------- model
+    def set_model(self, model: keras.Model) -> None:
+        super().set_model(model)
+        if self.tasks is not None:
+            self._task_names = list(self.tasks)
+            return
+        names = getattr(model, "task_names", None)
+        if names is None:
+            outputs = getattr(model, "_outputs_struct", None)
+            names = list(outputs) if isinstance(outputs, dict) else list(model.output_names or [])
+        self._task_names = list(names)
+
+    def _task_scalars(
+        self, logs: Mapping[str, Any] | None, validation: bool, tag_prefix: str = ""
+    ) -> Iterator[tuple[str, Any]]:
+        """(`<task>/<tag_prefix><metric>`, value) for the task logs of one split."""
+        for key, value in (logs or {}).items():
+            if key.startswith("val_") != validation:
+                continue
+            split = split_task_key(key[4:] if validation else key, self._task_names)
+            # Non-scalar metrics (e.g. per-class F1) cannot be scalar summaries.
+            if split is None or np.ndim(value) != 0:
+                continue
+            task, metric = split
+            yield f"{task}/{tag_prefix}{metric}", value
+
+    # ----------------------------------------------------------- callbacks
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_batch_end(batch, logs)
+        if self.update_freq == "epoch" or not isinstance(logs, dict):
+            return
+        # The train writer is the default writer here, with Keras's
+        # record-every-`update_freq`-steps condition (see `_push_writer`).
+        for tag, value in self._task_scalars(logs, validation=False, tag_prefix="batch_"):
+            self.summary.scalar(tag, value, step=self._global_train_batch)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        # With an int `update_freq`, Keras's per-step record_if(step % N == 0)
+        # is still active at epoch end, so plain TensorBoard silently drops
+        # every epoch summary when the epoch's last step is not a multiple of
+        # N (tensorflow/tensorflow#49109). Epoch summaries must not depend on it.
+        with self.summary.record_if(True):
+            super().on_epoch_end(epoch, logs)
+            for validation in (False, True):
+                scalars = list(self._task_scalars(logs, validation=validation))
+                if not scalars:
+                    continue  # writers are created lazily: no empty runs
+                writer = self._val_writer if validation else self._train_writer
+                with writer.as_default():
+                    for tag, value in scalars:
+                        self.summary.scalar(tag, value, step=epoch)
+
+
+def _task_names(tasks: Any) -> list[str]:
+    if isinstance(tasks, (str, Task)):
+        tasks = [tasks]
+    if not isinstance(tasks, (list, tuple)) or not tasks:
+        raise ValueError(
+            f"`tasks` must be a non-empty list of task names or Task specs, got {tasks!r}."
+        )
+    names = []
+    for t in tasks:
+        if isinstance(t, Task):
+            names.append(t.name)
+        elif isinstance(t, str):
+            names.append(validate_task_name(t))
+        else:
+            raise ValueError(
+                f"`tasks` must hold task names or Task specs, got {t!r} of type "
+                f"{type(t).__name__}."
+            )
+    if len(set(names)) != len(names):
+        raise ValueError(f"`tasks` has duplicated names: {names}.")
+    return names
