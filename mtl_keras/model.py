@@ -7,6 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 from keras.src.trainers.data_adapters import data_adapter_utils
+from keras.src.utils.tracking import DotNotTrackScope
 
 from mtl_keras import weighting as weighting_lib
 from mtl_keras.tasks import Task, validate_tasks
@@ -211,13 +212,14 @@ class MultiTaskModel(keras.Model):
         super().compile(optimizer=optimizer, **kwargs)
         self.weighting = strategy
         self._task_loss_fns = [t.loss_fn() for t in self._effective_tasks]
-        self._task_metrics = [t.build_metrics() for t in self._effective_tasks]
-        self._task_loss_trackers = [
-            keras.metrics.Mean(name=f"{n}_loss") for n in names
-        ]
-        self._task_weight_trackers = [
-            keras.metrics.Mean(name=f"{n}_weight") for n in names
-        ]
+        # Not auto-tracked, so that a second compile replaces (rather than
+        # adds to) the per-task metrics; exposed through `metrics`.
+        with DotNotTrackScope():
+            self._task_metrics = [t.build_metrics() for t in self._effective_tasks]
+            self._task_loss_trackers = [keras.metrics.Mean(name=f"{n}_loss") for n in names]
+            self._task_weight_trackers = [
+                keras.metrics.Mean(name=f"{n}_weight") for n in names
+            ]
         self._mtl_compile_config = {
             "optimizer": keras.saving.serialize_keras_object(self.optimizer),
             "weighting": keras.saving.serialize_keras_object(strategy),
@@ -233,6 +235,16 @@ class MultiTaskModel(keras.Model):
             "loss_weights": loss_weights,
             **{k: v for k, v in kwargs.items() if k in ("jit_compile", "steps_per_execution")},
         }
+
+    @property
+    def metrics(self) -> list[Any]:
+        metrics = list(super().metrics)
+        if getattr(self, "_task_loss_trackers", None):
+            for t in range(len(self._task_loss_trackers)):
+                metrics.append(self._task_loss_trackers[t])
+                metrics.append(self._task_weight_trackers[t])
+                metrics.extend(self._task_metrics[t])
+        return metrics
 
     def get_compile_config(self) -> dict[str, Any]:
         if self.compiled and hasattr(self, "_mtl_compile_config"):

