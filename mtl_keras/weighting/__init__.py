@@ -16,6 +16,12 @@ from mtl_keras.weighting.base import (
     StepContext,
     Weighting,
 )
+from mtl_keras.weighting.dwa import DWA
+from mtl_keras.weighting.famo import FAMO
+from mtl_keras.weighting.geometric_mean import GeometricMean
+from mtl_keras.weighting.gradnorm import GradNorm
+from mtl_keras.weighting.imtl_l import IMTLL
+from mtl_keras.weighting.rlw import RLW
 from mtl_keras.weighting.static import Static
 from mtl_keras.weighting.uncertainty import Uncertainty
 
@@ -23,6 +29,12 @@ from mtl_keras.weighting.uncertainty import Uncertainty
 STRATEGIES: dict[str, type[Weighting]] = {
     "static": Static,
     "uncertainty": Uncertainty,
+    "dwa": DWA,
+    "rlw": RLW,
+    "famo": FAMO,
+    "gradnorm": GradNorm,
+    "imtl_l": IMTLL,
+    "geometric_mean": GeometricMean,
 }
 
 
@@ -50,7 +62,13 @@ def get(identifier: Any) -> Weighting:
 
 
 __all__ = [
+    "DWA",
+    "FAMO",
+    "IMTLL",
+    "RLW",
     "STRATEGIES",
+    "GeometricMean",
+    "GradNorm",
     "GradientAggregator",
     "LossWeighting",
     "Static",

@@ -1,0 +1,153 @@
+"""Dynamic Weight Average (Liu, Johns & Davison, CVPR 2019)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import keras
+import tensorflow as tf
+
+from mtl_keras.tasks import Task
+from mtl_keras.weighting.base import LossWeighting
+
+
+class _EpochBoundary(keras.metrics.Metric):
+    """A variable-free metric whose only job is to notice epoch boundaries.
+
+    `Model.fit` resets every metric (sublayer metrics included) at the start
+    of each epoch and `evaluate` at its start, so `reset_state` is a hook that
+    needs no change to the model. It logs nothing.
+    """
+
+    def __init__(self, on_reset: Callable[[], Any], name: str = "dwa_epoch_boundary") -> None:
+        super().__init__(name=name)
+        self._on_reset = on_reset
+
+    def update_state(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def result(self) -> dict[str, Any]:
+        return {}
+
+    def reset_state(self) -> None:
+        self._on_reset()
+
+
+@keras.saving.register_keras_serializable(package="mtl_keras")
+class DWA(LossWeighting):
+    """Dynamic Weight Average: weights follow the tasks' rate of descent.
+
+    Liu, Johns & Davison, "End-to-End Multi-Task Learning with Attention",
+    CVPR 2019, eq. 1. With `L_k(t)` the average training loss of task k over
+    epoch t and K tasks:
+
+        r_k(t-1) = L_k(t-1) / L_k(t-2)
+        w_k(t)   = K * softmax_k(r_k(t-1) / T)
+
+    so a task whose loss fell less in the last epoch gets more weight; the
+    weights sum to K. The first two epochs use `w_k = 1`.
+    `total = sum_k w_k * p_k * L_k` where `p_k` is the task spec's static
+    weight (1 by default); the logged weight is `w_k * p_k`.
+
+    Epoch boundaries: by default the strategy sums each task's loss over the
+    training steps (in Keras variables) and closes an epoch when Keras resets
+    the model's metrics, which `fit` does at the start of every epoch and
+    `evaluate` at its start; so `compile(weighting="dwa")` then `fit(...)`
+    just works. Batches without labels for a task do not count for it.
+    With a custom training loop call `end_epoch()` yourself, or pass
+    `steps_per_epoch` to close an epoch every that many training steps
+    (counted inside the step, so it also works with `steps_per_execution`).
+
+    Args:
+        temperature: softmax temperature `T` (paper: 2). Larger is smoother.
+        steps_per_epoch: optional; if set, an epoch ends every
+            `steps_per_epoch` training steps instead of at metric resets.
+
+    Example:
+    >>> from mtl_keras import weighting
+    >>> strategy = weighting.DWA(temperature=2.0)
+    """
+
+    def __init__(
+        self, temperature: float = 2.0, steps_per_epoch: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        if temperature <= 0:
+            raise ValueError(f"DWA: `temperature` must be > 0, got {temperature!r}.")
+        if steps_per_epoch is not None and int(steps_per_epoch) < 1:
+            raise ValueError(f"DWA: `steps_per_epoch` must be >= 1, got {steps_per_epoch!r}.")
+        self.temperature = float(temperature)
+        self.steps_per_epoch = None if steps_per_epoch is None else int(steps_per_epoch)
+        if self.steps_per_epoch is None:
+            self.epoch_boundary = _EpochBoundary(self.end_epoch)
+
+    def build_state(self, tasks: list[Task]) -> None:
+        k = len(tasks)
+
+        def state(name: str, shape: tuple[int, ...]) -> Any:
+            # "mean": under tf.distribute each replica adds its own loss;
+            # the variable keeps the cross-replica mean.
+            return self.add_weight(
+                name=name, shape=shape, initializer="zeros", dtype="float32",
+                trainable=False, aggregation="mean",
+            )
+
+        self.loss_sums = state("loss_sums", (k,))
+        self.loss_counts = state("loss_counts", (k,))
+        self.prev_losses = state("prev_losses", (k,))  # L(t-1)
+        self.prev2_losses = state("prev2_losses", (k,))  # L(t-2)
+        self.epochs_seen = state("epochs_seen", ())
+        self.steps_in_epoch = state("steps_in_epoch", ())
+        self._priors = [t.weight for t in tasks]
+
+    def dwa_weights(self) -> Any:
+        """The current `w_k` (without static priors), from stored epoch losses."""
+        prev = tf.convert_to_tensor(self.prev_losses)
+        prev2 = tf.convert_to_tensor(self.prev2_losses)
+        ratio = tf.where(prev2 > 0, tf.math.divide_no_nan(prev, prev2), tf.ones_like(prev))
+        k = tf.cast(tf.size(prev), tf.float32)
+        dynamic = k * tf.nn.softmax(ratio / self.temperature)
+        ready = tf.convert_to_tensor(self.epochs_seen) >= 2.0
+        return tf.where(ready, dynamic, tf.ones_like(dynamic))
+
+    def _close_epoch(self, close: Any) -> None:
+        """Shifts L(t-1) -> L(t-2) and this epoch's averages -> L(t-1) where
+        `close` is true and some loss was accumulated; graph friendly."""
+        sums = tf.convert_to_tensor(self.loss_sums)
+        counts = tf.convert_to_tensor(self.loss_counts)
+        close = tf.logical_and(close, tf.reduce_any(counts > 0))
+        prev = tf.convert_to_tensor(self.prev_losses)
+        mean = tf.where(counts > 0, tf.math.divide_no_nan(sums, counts), prev)
+        self.prev2_losses.assign(tf.where(close, prev, self.prev2_losses))
+        self.prev_losses.assign(tf.where(close, mean, prev))
+        self.epochs_seen.assign(self.epochs_seen + tf.cast(close, tf.float32))
+        zeros = tf.zeros_like(sums)
+        self.loss_sums.assign(tf.where(close, zeros, sums))
+        self.loss_counts.assign(tf.where(close, zeros, counts))
+        self.steps_in_epoch.assign(tf.where(close, 0.0, self.steps_in_epoch))
+
+    def end_epoch(self) -> None:
+        """Closes the current epoch (no-op if no training step ran in it)."""
+        if self.built:
+            self._close_epoch(tf.constant(True))
+
+    def combine(self, task_losses: Any, training: bool = False) -> tuple[Any, Any]:
+        weights = self.dwa_weights() * tf.constant(self._priors, tf.float32)
+        total = tf.reduce_sum(weights * task_losses)
+        if training:
+            losses = tf.stop_gradient(tf.cast(task_losses, tf.float32))
+            # A zero loss means no labelled row for the task in this batch.
+            labelled = tf.cast(losses > 0, tf.float32)
+            self.loss_sums.assign_add(losses * labelled)
+            self.loss_counts.assign_add(labelled)
+            if self.steps_per_epoch is not None:
+                self.steps_in_epoch.assign_add(1.0)
+                self._close_epoch(self.steps_in_epoch >= float(self.steps_per_epoch))
+        return total, weights
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "temperature": self.temperature,
+            "steps_per_epoch": self.steps_per_epoch,
+        }

@@ -1,0 +1,145 @@
+"""GradNorm (Chen, Badrinarayanan, Lee & Rabinovich, ICML 2018)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from mtl_keras.tasks import Task
+from mtl_keras.weighting.base import LossWeighting, StepContext
+
+
+@keras.saving.register_keras_serializable(package="mtl_keras")
+class GradNorm(LossWeighting):
+    """Learns task weights that equalise the tasks' gradient norms.
+
+    Chen, Badrinarayanan, Lee & Rabinovich, "GradNorm: Gradient Normalization
+    for Adaptive Loss Balancing in Deep Multitask Networks", ICML 2018.
+    With learnable weights `w_i` (renormalised to sum to T, the number of
+    tasks), `W` the last shared layer's kernel and `L_i(0)` the first loss
+    seen for task i:
+
+        G_i   = || grad_W (w_i * L_i) || = w_i * || grad_W L_i ||
+        G_bar = mean_i G_i
+        r_i   = (L_i / L_i(0)) / mean_j (L_j / L_j(0))
+        L_grad = sum_i | G_i - stop_gradient(G_bar * r_i ** alpha) |
+
+    The network follows `grad sum_i w_i * L_i`; the weights follow
+    `dL_grad/dw_i = sign(G_i - target_i) * ||grad_W L_i||` and are updated by
+    the model's optimizer (they are this strategy's trainable variables), then
+    renormalised to sum to T at the start of the next step. The logged
+    weights are the normalised `w_i`.
+
+    `W` is the last trainable shared variable of rank >= 2 in
+    `model.trainable_variables` order (layer order), i.e. the kernel of the
+    last shared Dense/Conv layer, falling back to the last shared variable;
+    the paper uses the last shared layer's weights. Tasks with a zero loss in
+    a batch (no labelled row) get no weight gradient and are left out of the
+    means. Static task weights (spec `weight`) do not apply: GradNorm learns
+    the weights. Costs one extra backward pass per task (through the shared
+    trunk only), hence a persistent tape.
+
+    Args:
+        alpha: asymmetry `alpha` (paper: 1.5 for NYUv2; larger pulls harder
+            towards equal training rates).
+        min_weight: floor of each raw weight before renormalisation, keeping
+            weights positive.
+
+    Example:
+    >>> from mtl_keras import weighting
+    >>> strategy = weighting.GradNorm(alpha=1.5)
+    """
+
+    needs_persistent_tape = True
+
+    def __init__(self, alpha: float = 1.5, min_weight: float = 1e-3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if alpha < 0:
+            raise ValueError(f"GradNorm: `alpha` must be >= 0, got {alpha!r}.")
+        if min_weight <= 0:
+            raise ValueError(f"GradNorm: `min_weight` must be > 0, got {min_weight!r}.")
+        self.alpha = float(alpha)
+        self.min_weight = float(min_weight)
+
+    def build_state(self, tasks: list[Task]) -> None:
+        self.task_weights = self.add_weight(
+            name="task_weights", shape=(len(tasks),), initializer="ones", dtype="float32"
+        )
+        self.initial_losses = self.add_weight(
+            name="initial_losses", shape=(len(tasks),), initializer="zeros",
+            dtype="float32", trainable=False, aggregation="mean",
+        )
+
+    def normalized_weights(self) -> Any:
+        """`T * w / sum(w)` with `w` floored at `min_weight`."""
+        w = tf.maximum(tf.convert_to_tensor(self.task_weights), self.min_weight)
+        return float(self.num_tasks) * w / tf.reduce_sum(w)
+
+    def combine(self, task_losses: Any, training: bool = False) -> tuple[Any, Any]:
+        weights = tf.stop_gradient(self.normalized_weights())
+        return tf.reduce_sum(weights * task_losses), weights
+
+    @staticmethod
+    def select_shared(ctx: StepContext) -> list[int]:
+        """Indices of the variables GradNorm measures gradient norms on."""
+        if not ctx.shared:
+            return []
+        kernels = [i for i in ctx.shared if len(ctx.variables[i].shape) >= 2]
+        return [kernels[-1] if kernels else ctx.shared[-1]]
+
+    def weight_gradient(self, weights: Any, grad_norms: Any, task_losses: Any) -> Any:
+        """`dL_grad / dw` given normalised weights and `||grad_W L_i||`."""
+        losses = tf.cast(task_losses, tf.float32)
+        present = tf.cast(losses > 0, tf.float32)
+        count = tf.reduce_sum(present)
+        initial = tf.convert_to_tensor(self.initial_losses)
+        ratio = present * tf.math.divide_no_nan(losses, initial)
+        mean_ratio = tf.math.divide_no_nan(tf.reduce_sum(ratio), count)
+        rel = tf.math.divide_no_nan(ratio, mean_ratio)
+        g = weights * grad_norms
+        g_bar = tf.math.divide_no_nan(tf.reduce_sum(g * present), count)
+        target = tf.stop_gradient(g_bar * tf.pow(rel, self.alpha))
+        return present * tf.sign(g - target) * grad_norms
+
+    def compute_gradients(self, ctx: StepContext) -> tuple[list[Any], Any]:
+        losses = tf.stop_gradient(tf.cast(ctx.task_losses, tf.float32))
+        # L_i(0): the first non-zero loss of each task.
+        self.initial_losses.assign(
+            tf.where(self.initial_losses > 0, self.initial_losses, losses)
+        )
+        weights = self.normalized_weights()
+        # Keep the state renormalised (the optimizer moved it last step).
+        self.task_weights.assign(weights)
+        with ctx.tape:
+            total = tf.reduce_sum(weights * ctx.task_losses)
+            if ctx.regularization_loss is not None:
+                total = total + ctx.regularization_loss
+            loss = ctx.scale_loss(total / ctx.num_replicas)
+            scaled_losses = ctx.scale_loss(ctx.task_losses)
+        own = set(ctx.own)
+        net = [i for i in range(len(ctx.variables)) if i not in own]
+        grads: list[Any] = [None] * len(ctx.variables)
+        for i, g in zip(net, ctx.tape.gradient(loss, [ctx.variables[i] for i in net])):
+            grads[i] = g
+
+        loss_scale = tf.cast(ctx.scale_loss(tf.constant(1.0)), tf.float32)
+        probe = [ctx.variables[i] for i in self.select_shared(ctx)]
+        norms = []
+        for t in range(self.num_tasks):
+            if not probe:
+                norms.append(tf.constant(0.0))
+                continue
+            g = [x for x in ctx.tape.gradient(scaled_losses[t], probe) if x is not None]
+            norm = tf.linalg.global_norm([tf.cast(x, tf.float32) for x in g]) if g else 0.0
+            norms.append(norm / loss_scale)
+        grad_w = self.weight_gradient(weights, tf.stack(norms), losses)
+        # The optimizer un-scales and sums over replicas what we return.
+        for i in ctx.own:
+            if ctx.variables[i] is self.task_weights:
+                grads[i] = grad_w * loss_scale / ctx.num_replicas
+        return grads, weights
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "alpha": self.alpha, "min_weight": self.min_weight}
