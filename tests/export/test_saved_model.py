@@ -164,6 +164,17 @@ def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
         export_saved_model(model, tmp_path)
     with pytest.raises(RuntimeError, match="disk full"):
         export_saved_model(model, tmp_path, version=1, overwrite=True)
+    # A failure after the real SavedModel was fully written (temp dir holds a
+    # complete export) must not publish it either.
+    monkeypatch.undo()
+
+    def metadata_fails(model, path):
+        assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+        raise RuntimeError("metadata failed")
+
+    monkeypatch.setattr(saved_model_lib, "_write_metadata", metadata_fails)
+    with pytest.raises(RuntimeError, match="metadata failed"):
+        export_saved_model(model, tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["1"]
     assert os.path.isfile(tmp_path / "1" / "saved_model.pb")
     assert (tmp_path / "1" / "saved_model.pb").read_bytes() != b"partial"
