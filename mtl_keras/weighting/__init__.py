@@ -10,25 +10,48 @@ from typing import Any
 
 import keras
 
+from mtl_keras.weighting.aligned_mtl import AlignedMTL
 from mtl_keras.weighting.base import (
     GradientAggregator,
     LossWeighting,
     StepContext,
     Weighting,
 )
+from mtl_keras.weighting.cagrad import CAGrad
+from mtl_keras.weighting.config import ConFIG
+from mtl_keras.weighting.dualproj import DualProj
 from mtl_keras.weighting.dwa import DWA
 from mtl_keras.weighting.famo import FAMO
 from mtl_keras.weighting.geometric_mean import GeometricMean
+from mtl_keras.weighting.graddrop import GradDrop
 from mtl_keras.weighting.gradnorm import GradNorm
+from mtl_keras.weighting.gradvac import GradVac
 from mtl_keras.weighting.imtl_l import IMTLL
+from mtl_keras.weighting.imtlg import IMTLG
+from mtl_keras.weighting.mgda import MGDA
+from mtl_keras.weighting.nash_mtl import NashMTL
+from mtl_keras.weighting.pcgrad import PCGrad
 from mtl_keras.weighting.rlw import RLW
 from mtl_keras.weighting.static import Static
 from mtl_keras.weighting.uncertainty import Uncertainty
+from mtl_keras.weighting.upgrad import UPGrad
 
 #: strategies selectable by name in `MultiTaskModel.compile(weighting=...)`
 STRATEGIES: dict[str, type[Weighting]] = {
     "static": Static,
     "uncertainty": Uncertainty,
+    # gradient aggregators (issue #3)
+    "pcgrad": PCGrad,
+    "mgda": MGDA,
+    "cagrad": CAGrad,
+    "nash_mtl": NashMTL,
+    "imtl_g": IMTLG,
+    "upgrad": UPGrad,
+    "aligned_mtl": AlignedMTL,
+    "graddrop": GradDrop,
+    "gradvac": GradVac,
+    "dualproj": DualProj,
+    "config": ConFIG,
     "dwa": DWA,
     "rlw": RLW,
     "famo": FAMO,
@@ -64,15 +87,26 @@ def get(identifier: Any) -> Weighting:
 __all__ = [
     "DWA",
     "FAMO",
+    "IMTLG",
     "IMTLL",
+    "MGDA",
     "RLW",
     "STRATEGIES",
+    "AlignedMTL",
+    "CAGrad",
+    "ConFIG",
+    "DualProj",
     "GeometricMean",
+    "GradDrop",
     "GradNorm",
+    "GradVac",
     "GradientAggregator",
     "LossWeighting",
+    "NashMTL",
+    "PCGrad",
     "Static",
     "StepContext",
+    "UPGrad",
     "Uncertainty",
     "Weighting",
     "get",

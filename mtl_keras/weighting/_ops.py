@@ -1,0 +1,131 @@
+"""Small linear-algebra routines shared by the gradient aggregators.
+
+Everything here traces under `tf.function(jit_compile=True)`: shapes depend on
+the (static) number of tasks only and loops are unrolled in Python or are
+`tf.while_loop`s. The tiny `(tasks, tasks)` problems are solved in float64
+because the Gramians they start from are ill-conditioned (e.g. two nearly
+identical task gradients); the `(tasks, params)` products stay float32.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+#: float32 machine epsilon, used by the rank cut-offs: the Gramian is only
+#: float32-accurate, whatever precision the small solve uses afterwards.
+EPS32 = float(np.finfo(np.float32).eps)
+
+#: the dual-cone QP is solved by enumerating active sets (2**tasks systems)
+MAX_EXACT_TASKS = 12
+
+
+def static_num_tasks(jacobian: Any, who: str) -> int:
+    m = jacobian.shape[0]
+    if m is None:
+        raise ValueError(f"{who}: the number of tasks (Jacobian rows) must be static.")
+    return int(m)
+
+
+def gramian(jacobian: Any) -> Any:
+    """`J J^T` in float32 (num_tasks, num_tasks)."""
+    return tf.matmul(jacobian, jacobian, transpose_b=True)
+
+
+def combine(weights: Any, jacobian: Any) -> Any:
+    """`w^T J`: the aggregated (num_params,) direction, in the Jacobian's dtype."""
+    return tf.linalg.matvec(jacobian, tf.cast(weights, jacobian.dtype), transpose_a=True)
+
+
+def normalize_gramian(gram: Any, eps: float) -> Any:
+    """`G / tr(G)` (the Gramian of `J / ||J||_F`), or zeros when `tr(G) < eps`."""
+    trace = tf.linalg.trace(gram)
+    safe = tf.where(trace < eps, tf.ones_like(trace), trace)
+    return tf.where(trace < eps, tf.zeros_like(gram), gram / safe)
+
+
+def dual_cone_weights(gram: Any, targets: Any) -> Any:
+    """Solves `min_v v^T G v  s.t.  v >= u` for every column u of `targets`.
+
+    By Proposition 1 of Quinton & Rey (2024, "Jacobian Descent for
+    Multi-Objective Optimization") `J^T v` is then the projection of `J^T u`
+    onto the dual cone of the rows of J. G must be positive definite.
+
+    The QP has at most 2**m active sets, so for the handful of tasks of a
+    multi-task model it is solved exactly: for each active set S the KKT point
+    (`v_S = u_S`, `(G v)_F = 0` on the free set F) is one linear system; the
+    answer is the feasible candidate of least objective (the true optimum is
+    a candidate and strict convexity makes it the only feasible minimiser).
+
+    Args:
+        gram: (m, m) positive definite matrix, any float dtype.
+        targets: (m, k) matrix of the vectors u.
+
+    Returns:
+        (m, k) float64 matrix of solutions.
+    """
+    m = int(gram.shape[0])
+    if m > MAX_EXACT_TASKS:
+        raise ValueError(
+            f"The dual-cone projection is solved exactly for at most {MAX_EXACT_TASKS} "
+            f"tasks, got {m}."
+        )
+    gram = tf.cast(gram, tf.float64)
+    targets = tf.cast(targets, tf.float64)
+    active = np.array(list(itertools.product([0.0, 1.0], repeat=m)))  # (K, m), 1 = v_i = u_i
+    act = tf.constant(active, tf.float64)[:, :, None]  # (K, m, 1)
+    free = 1.0 - act
+    eye = tf.eye(m, dtype=tf.float64)
+    # Row i of the system: G_i v = 0 if i is free, e_i v = u_i if active.
+    systems = free * gram[None] + act * eye[None]  # (K, m, m)
+    rhs = act * targets[None]  # (K, m, k)
+    cands = tf.linalg.solve(systems, rhs)  # (K, m, k)
+    tol = 1e-9 * (1.0 + tf.reduce_max(tf.abs(targets)))
+    feasible = tf.reduce_all(cands >= targets[None] - tol, axis=1)  # (K, k)
+    objective = tf.einsum("aik,ij,ajk->ak", cands, gram, cands)
+    objective = tf.where(feasible, objective, tf.constant(np.inf, tf.float64))
+    best = tf.argmin(objective, axis=0)  # (k,)
+    picked = tf.gather(tf.transpose(cands, [2, 0, 1]), best, batch_dims=1)  # (k, m)
+    return tf.transpose(picked)
+
+
+def psd_pinv(gram: Any, rtol: float) -> Any:
+    """Pseudo-inverse of a symmetric PSD matrix, float64.
+
+    Eigenvalues below `rtol * max eigenvalue` count as zero; for `G = A A^T`
+    this matches `pinv(A)` with relative singular-value cut-off `sqrt(rtol)`.
+    """
+    gram = tf.cast(gram, tf.float64)
+    gram = 0.5 * (gram + tf.transpose(gram))
+    lam, vec = tf.linalg.eigh(gram)
+    cutoff = rtol * tf.maximum(tf.reduce_max(lam), 0.0)
+    keep = lam > cutoff
+    inv = tf.where(keep, 1.0 / tf.where(keep, lam, tf.ones_like(lam)), tf.zeros_like(lam))
+    return tf.matmul(vec * inv[None, :], vec, transpose_b=True)
+
+
+def project_simplex(y: Any) -> Any:
+    """Euclidean projection of a vector onto the probability simplex (sort-based)."""
+    m = int(y.shape[-1])
+    srt = tf.sort(y, direction="DESCENDING")
+    cssv = tf.cumsum(srt) - 1.0
+    ind = tf.range(1, m + 1, dtype=y.dtype)
+    cond = srt - cssv / ind > 0
+    rho = tf.reduce_max(tf.where(cond, tf.range(m), tf.zeros([m], tf.int32)))
+    theta = tf.gather(cssv, rho) / tf.cast(rho + 1, y.dtype)
+    return tf.maximum(y - theta, 0.0)
+
+
+def visiting_orders(num_tasks: int, keys: Any | None) -> Any:
+    """(m, m) int32: row i lists task indices in the order task i visits them.
+
+    With `keys` (random (m, m) floats) the order is `argsort(keys[i])`, a
+    uniformly random permutation per row; without, it is 0..m-1. Index i
+    itself appears in row i and is skipped by the callers.
+    """
+    if keys is None:
+        return tf.tile(tf.range(num_tasks)[None, :], [num_tasks, 1])
+    return tf.argsort(keys, axis=1, stable=True)

@@ -1,0 +1,66 @@
+"""ConFIG (Liu et al., ICLR 2025): conflict-free update from unit gradients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from mtl_keras.weighting import _ops
+from mtl_keras.weighting.base import GradientAggregator
+
+
+@keras.saving.register_keras_serializable(package="mtl_keras")
+class ConFIG(GradientAggregator):
+    """Conflict-Free Inverse Gradients.
+
+    With unit task gradients `u_i = g_i / ||g_i||` (zero rows stay zero) and
+    `U` their matrix, the direction is `d_u = U^+ p` (preference `p`,
+    default all ones, as torchjd), normalised to `e = d_u / ||d_u||`, and
+    rescaled by the sum of the projections: `d = (sum_i g_i . e) e`
+    (Equation 2). `U^+ = U^T (U U^T)^+` keeps the pseudo-inverse on the
+    small `(m, m)` Gram matrix; singular values below
+    `max(m, n) * eps_float32 * max` are cut, as `torch.linalg.pinv`.
+
+    Properties: with independent rows, `u_i . e` is the same for all tasks
+    (equal cosine) and positive, so d conflicts with no task; d is linear in
+    J; invariant to permuting rows.
+
+    Reference: Liu et al., "ConFIG: Towards Conflict-free Training of Physics
+    Informed Neural Networks", 2024 (arXiv:2408.11104).
+
+    Args:
+        pref_vector: optional per-task weights of `U^+ p` (default ones).
+
+    Example:
+    >>> from mtl_keras import weighting
+    >>> strategy = weighting.ConFIG()
+    """
+
+    def __init__(self, pref_vector: list[float] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pref_vector = None if pref_vector is None else [float(p) for p in pref_vector]
+
+    def aggregate(self, jacobian: Any) -> Any:
+        m = _ops.static_num_tasks(jacobian, "ConFIG")
+        if self.pref_vector is None:
+            pref = tf.ones([m], tf.float64)
+        elif len(self.pref_vector) != m:
+            raise ValueError(
+                f"ConFIG: `pref_vector` has {len(self.pref_vector)} entries for {m} tasks."
+            )
+        else:
+            pref = tf.constant(self.pref_vector, tf.float64)
+        norms = tf.norm(jacobian, axis=1, keepdims=True)
+        units = tf.where(norms > 0, jacobian / tf.where(norms > 0, norms, 1.0), 0.0)
+        n = jacobian.shape[1] if jacobian.shape[1] is not None else tf.shape(jacobian)[1]
+        rtol = (tf.cast(tf.maximum(n, m), tf.float64) * _ops.EPS32) ** 2
+        coeffs = tf.linalg.matvec(_ops.psd_pinv(_ops.gramian(units), rtol), pref)
+        best = _ops.combine(coeffs, units)
+        unit = best / tf.maximum(tf.norm(best), 1e-12)
+        length = tf.reduce_sum(tf.linalg.matvec(jacobian, unit))
+        return length * unit
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "pref_vector": self.pref_vector}

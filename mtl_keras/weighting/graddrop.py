@@ -1,0 +1,88 @@
+"""GradDrop (Chen et al., NeurIPS 2020): gradient sign dropout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from mtl_keras.tasks import Task
+from mtl_keras.weighting import _ops
+from mtl_keras.weighting.base import GradientAggregator
+
+
+@keras.saving.register_keras_serializable(package="mtl_keras")
+class GradDrop(GradientAggregator):
+    """Gradient Sign Dropout (lines 10-15 of Algorithm 1 of the paper).
+
+    Per parameter k, the positive sign purity is
+    `P_k = 0.5 * (1 + sum_i J_ik / sum_i |J_ik|)`. With one uniform draw
+    `U_k ~ U(0, 1)` per parameter, task i keeps its gradient component where
+    `(P_k > U_k and J_ik > 0) or (P_k < U_k and J_ik < 0)`, and the kept
+    components are summed: `d_k = sum_i (l_i + (1 - l_i) M_ik) J_ik` with
+    leak `l_i` (default 0: no leak). So each coordinate takes the sign of a
+    random task, with probability given by the sign purity. As in torchjd,
+    f (the monotone transform of P) is the identity.
+
+    Properties: with a leak of 1 everywhere it is the sum of the rows; when
+    all rows agree in sign on a coordinate, that coordinate is their sum;
+    rows are interchangeable (permutation invariant for a fixed draw U).
+
+    Reference: Chen et al., "Just Pick a Sign: Optimizing Deep Multitask
+    Models with Gradient Sign Dropout", NeurIPS 2020 (arXiv:2010.06808).
+
+    Args:
+        leak: optional per-task leak in [0, 1] (length = tasks).
+        seed: optional seed of the uniform draws.
+
+    Example:
+    >>> from mtl_keras import weighting
+    >>> strategy = weighting.GradDrop(seed=0)
+    """
+
+    def __init__(
+        self, leak: list[float] | None = None, seed: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.leak = None if leak is None else [float(v) for v in leak]
+        if self.leak is not None and any(not 0.0 <= v <= 1.0 for v in self.leak):
+            raise ValueError(f"GradDrop: every leak must be in [0, 1], got {self.leak}.")
+        self.seed = seed
+
+    def build_state(self, tasks: list[Task]) -> None:
+        if self.leak is not None and tasks and len(self.leak) != len(tasks):
+            raise ValueError(
+                f"GradDrop: `leak` has {len(self.leak)} entries for {len(tasks)} tasks."
+            )
+        self.seed_generator = keras.random.SeedGenerator(self.seed, name="drop_seed")
+
+    def aggregate(self, jacobian: Any) -> Any:
+        if not hasattr(self, "seed_generator"):  # used outside a model
+            self.build_state([])
+        num_params = jacobian.shape[1] if jacobian.shape[1] is not None else tf.shape(jacobian)[1]
+        uniform = keras.random.uniform((num_params,), seed=self.seed_generator)
+        return self.aggregate_with_uniform(jacobian, uniform)
+
+    def aggregate_with_uniform(self, jacobian: Any, uniform: Any) -> Any:
+        """The deterministic part: GradDrop for a given draw U (num_params,)."""
+        m = _ops.static_num_tasks(jacobian, "GradDrop")
+        leak = tf.zeros([m], jacobian.dtype)
+        if self.leak is not None:
+            if len(self.leak) != m:
+                raise ValueError(f"GradDrop: `leak` has {len(self.leak)} entries for {m} tasks.")
+            leak = tf.constant(self.leak, jacobian.dtype)
+        uniform = tf.cast(uniform, jacobian.dtype)
+        total = tf.reduce_sum(jacobian, axis=0)
+        mass = tf.reduce_sum(tf.abs(jacobian), axis=0)
+        # All-zero columns contribute nothing whatever P is.
+        purity = 0.5 * (1.0 + total / tf.where(mass > 0, mass, 1.0))
+        keep = tf.logical_or(
+            tf.logical_and(purity > uniform, jacobian > 0),
+            tf.logical_and(purity < uniform, jacobian < 0),
+        )
+        factor = leak[:, None] + (1.0 - leak[:, None]) * tf.cast(keep, jacobian.dtype)
+        return tf.reduce_sum(factor * jacobian, axis=0)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "leak": self.leak, "seed": self.seed}
