@@ -1,6 +1,15 @@
 """mtl_keras: multi-task deep learning for Keras 3."""
 
-from mtl_keras import builders, data, datasets, evaluation, layers, weighting
+from mtl_keras import (
+    builders,
+    callbacks,
+    data,
+    datasets,
+    evaluation,
+    export,
+    layers,
+    weighting,
+)
 from mtl_keras.model import MultiTaskModel
 from mtl_keras.tasks import Binary, Multiclass, Multilabel, Regression, Task
 
@@ -14,9 +23,11 @@ __all__ = [
     "Regression",
     "Task",
     "builders",
+    "callbacks",
     "data",
     "datasets",
     "evaluation",
+    "export",
     "layers",
     "weighting",
 ]

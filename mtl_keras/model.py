@@ -118,7 +118,7 @@ class MultiTaskModel(keras.Model):
 
     def variable_groups(self) -> tuple[list[int], list[list[int]], list[int]]:
         """Indices into `trainable_variables`: (shared, per-task, weighting's own)."""
-        shared_ids, task_ids = self._task_variable_groups
+        _, task_ids = self._task_variable_groups
         owner: dict[int, Any] = {}
         for layer in self.layers:
             for v in layer.trainable_variables:
