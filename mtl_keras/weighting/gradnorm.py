@@ -117,7 +117,8 @@ class GradNorm(LossWeighting):
             if ctx.regularization_loss is not None:
                 total = total + ctx.regularization_loss
             loss = ctx.scale_loss(total / ctx.num_replicas)
-            scaled_losses = ctx.scale_loss(ctx.task_losses)
+            # Slice inside the tape: a slice taken outside is not recorded.
+            scaled_losses = tf.unstack(ctx.scale_loss(ctx.task_losses), num=self.num_tasks)
         own = set(ctx.own)
         net = [i for i in range(len(ctx.variables)) if i not in own]
         grads: list[Any] = [None] * len(ctx.variables)
