@@ -11,16 +11,26 @@ from mtl_keras import (
     weighting,
 )
 from mtl_keras.model import MultiTaskModel
-from mtl_keras.tasks import Binary, Multiclass, Multilabel, Regression, Task
+from mtl_keras.tasks import (
+    Binary,
+    BoxRegression,
+    Multiclass,
+    Multilabel,
+    Regression,
+    Tagging,
+    Task,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Binary",
+    "BoxRegression",
     "MultiTaskModel",
     "Multiclass",
     "Multilabel",
     "Regression",
+    "Tagging",
     "Task",
     "builders",
     "callbacks",

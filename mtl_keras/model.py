@@ -10,6 +10,7 @@ from keras.src.trainers.data_adapters import data_adapter_utils
 from keras.src.utils.tracking import DotNotTrackScope
 
 from mtl_keras import weighting as weighting_lib
+from mtl_keras.scalar_mean import ScalarMean
 from mtl_keras.tasks import Task, validate_tasks
 from mtl_keras.weighting.base import StepContext, Weighting
 
@@ -210,16 +211,16 @@ class MultiTaskModel(keras.Model):
             strategy.build_for_tasks(self._effective_tasks)
 
         super().compile(optimizer=optimizer, **kwargs)
+        with DotNotTrackScope():
+            self._loss_tracker = ScalarMean(name="loss")
         self.weighting = strategy
         self._task_loss_fns = [t.loss_fn() for t in self._effective_tasks]
         # Not auto-tracked, so that a second compile replaces (rather than
         # adds to) the per-task metrics; exposed through `metrics`.
         with DotNotTrackScope():
             self._task_metrics = [t.build_metrics() for t in self._effective_tasks]
-            self._task_loss_trackers = [keras.metrics.Mean(name=f"{n}_loss") for n in names]
-            self._task_weight_trackers = [
-                keras.metrics.Mean(name=f"{n}_weight") for n in names
-            ]
+            self._task_loss_trackers = [ScalarMean(name=f"{n}_loss") for n in names]
+            self._task_weight_trackers = [ScalarMean(name=f"{n}_weight") for n in names]
         self._mtl_compile_config = {
             "optimizer": keras.saving.serialize_keras_object(self.optimizer),
             "weighting": keras.saving.serialize_keras_object(strategy),
@@ -299,7 +300,7 @@ class MultiTaskModel(keras.Model):
     def _task_losses(
         self, y: Any, y_pred: Any, sample_weight: Any
     ) -> tuple[Any, list[tuple[Any, Any, Any]]]:
-        """Per-task mean loss over labelled rows, and (labels, preds, mask) per task."""
+        """Per-task mean loss over labelled rows (or tokens), and (labels, preds, mask)."""
         labels = self._labels_by_task(y)
         weights = None
         if sample_weight is not None:
@@ -320,13 +321,19 @@ class MultiTaskModel(keras.Model):
                 prepared.append((y_safe, pred, mask))
                 continue
             y_safe, mask = task.prepare_labels(labels[task.name], pred)
+            # The mask is per row (batch,) or finer, e.g. per token
+            # (batch, seq_len); the loss is averaged over all its elements.
+            mask_rank = mask.shape.rank
             if weights is not None and task.name in weights:
                 w = tf.cast(tf.convert_to_tensor(weights[task.name]), tf.float32)
-                mask = mask * tf.reshape(w, [-1])
+                if w.shape.rank != mask_rank:
+                    # Per-row weights broadcast over the mask's other dims.
+                    w = tf.reshape(w, [-1] + [1] * (mask_rank - 1))
+                mask = mask * w
             values = tf.cast(loss_fn(y_safe, tf.cast(pred, tf.float32)), tf.float32)
-            while values.shape.rank > 1:
+            while values.shape.rank > mask_rank:
                 values = tf.reduce_mean(values, axis=-1)
-            # Mean over labelled rows: masked rows neither add loss nor count.
+            # Mean over labelled elements: masked ones neither add loss nor count.
             denom = tf.reduce_sum(mask)
             loss = tf.math.divide_no_nan(tf.reduce_sum(values * mask), denom)
             losses.append(loss)

@@ -25,6 +25,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from mtl_keras.boxes import BOX_FORMATS, BoxIoU, BoxLoss
+
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _RESERVED_NAMES = {"loss", "weights", "outputs", "inputs"}
 
@@ -118,6 +120,9 @@ class Task:
 
     activation: str | None = None
     label_dtype: str = "float32"
+    # True when labels and outputs are per token, (batch, seq_len, ...):
+    # builders then give the task a per-token head instead of a pooled one.
+    per_token: bool = False
 
     def __init__(
         self,
@@ -174,18 +179,25 @@ class Task:
 
     # --- labels -----------------------------------------------------------
     def prepare_labels(self, y: Any, y_pred: Any) -> tuple[Any, Any]:
-        """Returns (labels safe to feed the loss, per-row float mask (batch,))."""
+        """Returns (labels safe to feed the loss, float mask).
+
+        The mask is per row, `(batch,)`, or finer (e.g. per token,
+        `(batch, seq_len)` for `Tagging`); the task loss is the mean of the
+        unreduced loss over the elements where the mask is non-zero."""
         y = ops.convert_to_tensor(y)
         y = ops.cast(y, "float32")
         if len(y.shape) == len(y_pred.shape) - 1:
             y = ops.expand_dims(y, -1)
         valid = self._valid(y)
-        row_valid = ops.all(valid, axis=tuple(range(1, len(y.shape))))
+        if len(y.shape) == 2 and y.shape[-1] == 1:
+            row_valid = ops.reshape(valid, (-1,))
+        else:
+            row_valid = ops.all(valid, axis=tuple(range(1, len(y.shape))))
         y_safe = ops.where(valid, y, ops.zeros_like(y))
         return y_safe, ops.cast(row_valid, "float32")
 
     def _valid(self, y: Any) -> Any:
-        return ops.logical_not(ops.isnan(y))
+        return ops.equal(y, y)  # False exactly for NaN
 
     def per_sample_loss(self, y_safe: Any, y_pred: Any) -> Any:
         """Per-row loss, shape (batch,)."""
@@ -300,7 +312,7 @@ class Binary(Task):
         return 1
 
     def _valid(self, y: Any) -> Any:
-        return ops.logical_and(ops.logical_not(ops.isnan(y)), y >= 0)
+        return ops.greater_equal(y, 0.0)  # False for NaN and negative markers
 
     def default_loss(self) -> Any:
         return keras.losses.BinaryCrossentropy()
@@ -386,7 +398,7 @@ class Multilabel(Task):
         return self.num_labels
 
     def _valid(self, y: Any) -> Any:
-        return ops.logical_and(ops.logical_not(ops.isnan(y)), y >= 0)
+        return ops.greater_equal(y, 0.0)  # False for NaN and negative markers
 
     def default_loss(self) -> Any:
         return keras.losses.BinaryCrossentropy()
@@ -399,3 +411,147 @@ class Multilabel(Task):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_labels": self.num_labels}
+
+
+@keras.saving.register_keras_serializable(package="mtl_keras")
+class Tagging(Task):
+    """One of `num_tags` tags per token (sequence labelling: NER, POS, ...).
+
+    Labels: integer tag ids of shape `(batch, seq_len)`. Head: Dense(num_tags,
+    softmax) applied to every token of a `(batch, seq_len, features)` tensor,
+    giving `(batch, seq_len, num_tags)`. Default loss: sparse categorical
+    cross-entropy per token. Metric: token accuracy. Padding and missing
+    tokens (any negative label, NaN, or `pad_label`) are masked out of both
+    loss and metrics: the task loss is the mean over the labelled tokens of
+    the batch, so a long sentence weighs more than a short one.
+
+    Args:
+        name: output name.
+        num_tags: number of tags (>= 2).
+        pad_label: the label marking padding; negative (default -1), or
+            >= num_tags if your pipeline pads with an out-of-range id. A value
+            in [0, num_tags) is rejected since it would hide a real tag.
+        weight, loss, metrics: see `Task`.
+
+    Example:
+    >>> task = Tagging("ner", num_tags=9)
+    >>> task.units, task.pad_label
+    (9, -1)
+    """
+
+    activation = "softmax"
+    label_dtype = "int32"
+    per_token = True
+
+    def __init__(self, name: str, num_tags: int, pad_label: int = -1, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.num_tags = _positive_int(num_tags, "num_tags", name, minimum=2)
+        if isinstance(pad_label, bool) or not isinstance(pad_label, int):
+            raise ValueError(f"Task {name!r}: `pad_label` must be an integer, got {pad_label!r}.")
+        if 0 <= pad_label < num_tags:
+            raise ValueError(
+                f"Task {name!r}: `pad_label` {pad_label} is a real tag id (0..{num_tags - 1}); "
+                "use a negative value such as -1."
+            )
+        self.pad_label = pad_label
+
+    @property
+    def units(self) -> int:
+        return self.num_tags
+
+    def prepare_labels(self, y: Any, y_pred: Any) -> tuple[Any, Any]:
+        """Returns (tag ids with padding set to 0, per-token mask (batch, seq_len))."""
+        y = ops.convert_to_tensor(y)
+        if len(y.shape) == len(y_pred.shape):
+            y = ops.squeeze(y, -1)
+        if "float" in str(y.dtype):
+            finite = ops.logical_not(ops.isnan(y))
+            y = ops.where(finite, y, -ops.ones_like(y))
+        y = ops.cast(y, "int32")
+        valid = ops.logical_and(y >= 0, y != self.pad_label)
+        y_safe = ops.where(valid, y, ops.zeros_like(y))
+        return y_safe, ops.cast(valid, "float32")
+
+    def per_sample_loss(self, y_safe: Any, y_pred: Any) -> Any:
+        """Per-token loss, shape (batch, seq_len): reduced with the token mask."""
+        return ops.cast(self.loss_fn()(y_safe, ops.cast(y_pred, "float32")), "float32")
+
+    def default_loss(self) -> Any:
+        return keras.losses.SparseCategoricalCrossentropy()
+
+    def accuracy_metric(self) -> keras.metrics.Metric:
+        return keras.metrics.SparseCategoricalAccuracy(name="token_accuracy")
+
+    def default_metrics(self) -> list[Any]:
+        return ["accuracy"]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_tags": self.num_tags, "pad_label": self.pad_label}
+
+
+_BOX_LOSSES = ("giou", "iou")
+
+
+@keras.saving.register_keras_serializable(package="mtl_keras")
+class BoxRegression(Task):
+    """One bounding box per row, in normalized coordinates.
+
+    Head: Dense(4, sigmoid) so every coordinate lies in [0, 1]; in "xyxy"
+    format swapped corners are reordered before the loss, so any output is a
+    valid box. Default loss: `1 - GIoU` (`loss="giou"`) or `1 - IoU`
+    (`loss="iou"`; no gradient for non-overlapping boxes); any other Keras
+    loss is accepted too (e.g. "huber"). Metric: mean IoU. Missing label: a
+    row containing NaN.
+
+    Args:
+        name: output name.
+        box_format: "xyxy" (corners), "xywh" (top-left corner, width, height)
+            or "cxcywh" (center, width, height); labels and predictions use it.
+        loss: "giou", "iou", or a Keras loss overriding them.
+        weight, metrics: see `Task`.
+
+    Example:
+    >>> task = BoxRegression("bbox", box_format="cxcywh", loss="iou")
+    >>> task.units, task.loss
+    (4, 'iou')
+    """
+
+    activation = "sigmoid"
+
+    def __init__(
+        self, name: str, box_format: str = "xyxy", loss: Any = "giou", **kwargs: Any
+    ) -> None:
+        if box_format not in BOX_FORMATS:
+            raise ValueError(
+                f"Task {name!r}: `box_format` must be one of {BOX_FORMATS}, got {box_format!r}."
+            )
+        if loss is None:
+            loss = "giou"
+        if isinstance(loss, str) and loss not in _BOX_LOSSES:
+            try:
+                keras.losses.get(loss)
+            except Exception as err:
+                raise ValueError(
+                    f"Task {name!r}: `loss` must be one of {_BOX_LOSSES} or a Keras loss, "
+                    f"got {loss!r}."
+                ) from err
+        super().__init__(name, loss=loss, **kwargs)
+        self.box_format = box_format
+
+    @property
+    def units(self) -> int:
+        return 4
+
+    def default_loss(self) -> Any:
+        return BoxLoss("giou", self.box_format)
+
+    def loss_fn(self) -> Any:
+        if self.loss in _BOX_LOSSES:
+            return BoxLoss(self.loss, self.box_format).call
+        return super().loss_fn()
+
+    def default_metrics(self) -> list[Any]:
+        return [BoxIoU(self.box_format, name="iou")]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "box_format": self.box_format}
