@@ -1,5 +1,11 @@
 """Architectures: each is a function returning a `MultiTaskModel`."""
 
+from mtl_keras.builders import gates
+from mtl_keras.builders.cascade import cascade
+from mtl_keras.builders.cross_stitch import cross_stitch
+from mtl_keras.builders.esmm import esmm
+from mtl_keras.builders.mmoe import mmoe
+from mtl_keras.builders.ple import ple
 from mtl_keras.builders.shared_bottom import shared_bottom
 
-__all__ = ["shared_bottom"]
+__all__ = ["cascade", "cross_stitch", "esmm", "gates", "mmoe", "ple", "shared_bottom"]

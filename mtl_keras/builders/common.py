@@ -38,3 +38,10 @@ def encode_inputs(inputs: Any, encoder: keras.layers.Layer | None) -> Any:
     parts = [keras.layers.Flatten()(x) if len(x.shape) != 2 else x for x in flat]
     parts = [keras.ops.cast(p, "float32") if p.dtype != "float32" else p for p in parts]
     return parts[0] if len(parts) == 1 else keras.layers.Concatenate()(parts)
+
+
+def validate_count(value: Any, what: str, minimum: int = 1) -> int:
+    """Checks an integer hyper-parameter such as a number of experts."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{what}` must be an integer >= {minimum}, got {value!r}.")
+    return value

@@ -1,6 +1,10 @@
 """Reusable Keras layers that builders compose (each has `get_config`)."""
 
+from mtl_keras.layers.cross_stitch import CrossStitch
+from mtl_keras.layers.expert_mixture import ExpertMixture
+from mtl_keras.layers.experts import Experts
+from mtl_keras.layers.gate import Gate
 from mtl_keras.layers.mlp import MLP
 from mtl_keras.layers.tabular_encoder import TabularEncoder
 
-__all__ = ["MLP", "TabularEncoder"]
+__all__ = ["MLP", "CrossStitch", "ExpertMixture", "Experts", "Gate", "TabularEncoder"]
