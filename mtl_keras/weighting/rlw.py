@@ -70,5 +70,19 @@ class RLW(LossWeighting):
         weights = weights * tf.constant(self._priors, tf.float32)
         return tf.reduce_sum(weights * task_losses), weights
 
+    # `Layer.save_own_variables` skips seed generators; save the generator's
+    # state too so that a reloaded model continues the same random sequence.
+    _SEED_KEY = "seed_generator_state"
+
+    def save_own_variables(self, store: Any) -> None:
+        super().save_own_variables(store)
+        store[self._SEED_KEY] = self.seed_generator.state
+
+    def load_own_variables(self, store: Any) -> None:
+        keys = list(store.keys())
+        super().load_own_variables({k: store[k] for k in keys if k != self._SEED_KEY})
+        if self._SEED_KEY in keys:  # absent in files written before it was saved
+            self.seed_generator.state.assign(store[self._SEED_KEY])
+
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "total_weight": self.total_weight, "seed": self.seed}
