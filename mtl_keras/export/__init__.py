@@ -1,5 +1,23 @@
-"""Exporting models for serving."""
+"""Exporting models for serving (TF Serving SavedModel, models.config, TFLite)."""
 
-from mtl_keras.export.saved_model import existing_versions, export_saved_model
+from mtl_keras.export.check import ExportCheckError, check_export, inspect_saved_model
+from mtl_keras.export.requests import RequestError, signature_spec, validate_request
+from mtl_keras.export.saved_model import existing_versions, export_saved_model, input_signature
+from mtl_keras.export.serving_config import read_models_config, write_models_config
+from mtl_keras.export.warmup import read_warmup_requests, write_warmup_requests
 
-__all__ = ["existing_versions", "export_saved_model"]
+__all__ = [
+    "ExportCheckError",
+    "RequestError",
+    "check_export",
+    "existing_versions",
+    "export_saved_model",
+    "input_signature",
+    "inspect_saved_model",
+    "read_models_config",
+    "read_warmup_requests",
+    "signature_spec",
+    "validate_request",
+    "write_models_config",
+    "write_warmup_requests",
+]

@@ -16,7 +16,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import keras
 import tensorflow as tf
@@ -40,6 +40,8 @@ def export_saved_model(
     version: int | None = None,
     *,
     overwrite: bool = False,
+    signatures: Mapping[str, Sequence[str]] | None = None,
+    warmup_examples: Mapping[str, Any] | None = None,
 ) -> str:
     """Exports `model` as `base_dir/<version>/`, the layout TF Serving watches.
 
@@ -63,6 +65,15 @@ def export_saved_model(
         version: a positive integer; `None` uses one more than the largest
             existing numeric version (1 for an empty directory).
         overwrite: replace an existing `base_dir/<version>` instead of raising.
+        signatures: extra signatures serving a subset of the tasks, e.g.
+            `{"income_only": ["income"]}`: same inputs as `serving_default`,
+            only the listed outputs (clients that need one task do not pay
+            for transferring the others).
+        warmup_examples: a few raw example rows (dict feature -> array with a
+            batch dimension). Written as
+            `assets.extra/tf_serving_warmup_requests` (TFRecord of
+            `PredictionLog`), which TF Serving replays before marking the
+            version available, so the first real request is not slow.
 
     Returns:
         The path of the version directory, `base_dir/<version>`.
@@ -85,6 +96,7 @@ def export_saved_model(
     ['click', 'dwell']
     """
     _check_model(model)
+    signatures = _check_signatures(model, signatures)
     if not isinstance(base_dir, (str, os.PathLike)):
         raise ValueError(
             f"`base_dir` must be a path (str or os.PathLike), got {type(base_dir).__name__}."
@@ -114,8 +126,17 @@ def export_saved_model(
 
     tmp_dir = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base_dir)
     try:
-        _write_saved_model(model, tmp_dir)
-        _write_metadata(model, tmp_dir)
+        _write_saved_model(model, tmp_dir, signatures)
+        _write_metadata(model, tmp_dir, signatures)
+        if warmup_examples is not None:
+            from mtl_keras.export.warmup import write_warmup_requests
+
+            write_warmup_requests(
+                tmp_dir,
+                warmup_examples,
+                input_signature(model),
+                [SIGNATURE_NAME, *signatures],
+            )
         _publish(tmp_dir, final_dir, base_dir, version, overwrite)
     finally:
         # Whatever happened, the temporary directory must not outlive the call.
@@ -135,7 +156,47 @@ def existing_versions(base_dir: str | os.PathLike[str]) -> list[int]:
     )
 
 
+def input_signature(model: keras.Model) -> dict[str, tf.TensorSpec]:
+    """The serving signature's inputs of `model`: name -> `tf.TensorSpec`."""
+    return {s.name: s for s in _input_specs(model)}
+
+
 # ---------------------------------------------------------------- internals
+def _check_signatures(
+    model: keras.Model, signatures: Mapping[str, Sequence[str]] | None
+) -> dict[str, list[str]]:
+    if signatures is None:
+        return {}
+    if not isinstance(signatures, Mapping):
+        raise ValueError(
+            "`signatures` must be a dict signature name -> list of task names, "
+            f"got {type(signatures).__name__}."
+        )
+    outputs = list(model._outputs_struct)
+    checked = {}
+    for name, tasks in signatures.items():
+        if not isinstance(name, str) or not _INPUT_NAME_RE.match(name):
+            raise ValueError(f"Invalid signature name {name!r}.")
+        if name == SIGNATURE_NAME:
+            raise ValueError(
+                f"Signature {name!r} is reserved for the all-tasks signature."
+            )
+        if isinstance(tasks, str) or not isinstance(tasks, Sequence) or not tasks:
+            raise ValueError(
+                f"Signature {name!r}: expected a non-empty list of task names, got {tasks!r}."
+            )
+        unknown = [t for t in tasks if t not in outputs]
+        if unknown:
+            raise ValueError(
+                f"Signature {name!r}: unknown task(s) {unknown}; the model's tasks "
+                f"are {outputs}."
+            )
+        if len(set(tasks)) != len(tasks):
+            raise ValueError(f"Signature {name!r}: duplicate task names in {list(tasks)}.")
+        checked[name] = list(tasks)
+    return checked
+
+
 def _check_model(model: Any) -> None:
     if not isinstance(model, keras.Model):
         raise ValueError(
@@ -179,7 +240,7 @@ def _input_specs(model: keras.Model) -> list[tf.TensorSpec]:
     ]
 
 
-def _serving_fn(model: keras.Model) -> Any:
+def _serving_fn(model: keras.Model, tasks: Sequence[str] | None = None) -> Any:
     struct = model._inputs_struct
     names = _input_names(model)
 
@@ -190,15 +251,22 @@ def _serving_fn(model: keras.Model) -> Any:
             inputs = dict(zip(names, args))
         else:
             inputs = tf.nest.pack_sequence_as(struct, list(args))
-        return dict(model(inputs, training=False))
+        outputs = dict(model(inputs, training=False))
+        return outputs if tasks is None else {t: outputs[t] for t in tasks}
 
     return serve
 
 
-def _write_saved_model(model: keras.Model, path: str) -> None:
+def _write_saved_model(
+    model: keras.Model, path: str, signatures: Mapping[str, Sequence[str]] | None = None
+) -> None:
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(SIGNATURE_NAME, _serving_fn(model), input_signature=_input_specs(model))
+    for name, tasks in (signatures or {}).items():
+        archive.add_endpoint(
+            name, _serving_fn(model, tasks), input_signature=_input_specs(model)
+        )
     archive.write_out(path, verbose=False)
 
 
@@ -219,7 +287,9 @@ def _output_meaning(task: Task | None, units: int | None) -> str:
     return f"raw model output, shape (batch, {units})"
 
 
-def _metadata(model: keras.Model) -> dict[str, Any]:
+def _metadata(
+    model: keras.Model, signatures: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, Any]:
     tasks_by_name = {t.name: t for t in getattr(model, "tasks", [])}
     tasks = []
     for name, tensor in model._outputs_struct.items():
@@ -245,6 +315,11 @@ def _metadata(model: keras.Model) -> dict[str, Any]:
         "model_class": type(model).__name__,
         "is_multi_task_model": isinstance(model, MultiTaskModel),
         "signature": SIGNATURE_NAME,
+        # Every signature -> the task outputs it returns (same inputs for all).
+        "signatures": {
+            SIGNATURE_NAME: list(model._outputs_struct),
+            **{k: list(v) for k, v in (signatures or {}).items()},
+        },
         "inputs": [
             {"name": s.name, "dtype": s.dtype.name, "shape": list(s.shape.as_list())}
             for s in _input_specs(model)
@@ -253,12 +328,14 @@ def _metadata(model: keras.Model) -> dict[str, Any]:
     }
 
 
-def _write_metadata(model: keras.Model, path: str) -> None:
+def _write_metadata(
+    model: keras.Model, path: str, signatures: Mapping[str, Sequence[str]] | None = None
+) -> None:
     extra = os.path.join(path, "assets.extra")
     os.makedirs(extra, exist_ok=True)
     with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as f:
         # default=str: custom losses/metrics may carry non-JSON config values.
-        json.dump(_metadata(model), f, indent=2, sort_keys=True, default=str)
+        json.dump(_metadata(model, signatures), f, indent=2, sort_keys=True, default=str)
 
 
 def _publish(tmp_dir: str, final_dir: str, base_dir: str, version: int, overwrite: bool) -> None:

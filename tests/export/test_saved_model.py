@@ -152,7 +152,7 @@ def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
     model = toy_model()
     export_saved_model(model, tmp_path)
 
-    def half_write(model, path):
+    def half_write(model, path, *_):
         # Simulates a crash after part of the SavedModel was written.
         os.makedirs(os.path.join(path, "variables"))
         with open(os.path.join(path, "saved_model.pb"), "wb") as f:
@@ -168,7 +168,7 @@ def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
     # complete export) must not publish it either.
     monkeypatch.undo()
 
-    def metadata_fails(model, path):
+    def metadata_fails(model, path, *_):
         assert os.path.isfile(os.path.join(path, "saved_model.pb"))
         raise RuntimeError("metadata failed")
 

@@ -1,0 +1,181 @@
+"""Self-check of an export, loading it the way TF Serving does.
+
+TF Serving does not run Python: it reads `saved_model.pb`, picks the meta
+graph tagged `serve`, restores the variables and runs the signature's tensors
+by name in a TF1-style session. `check_export` does the same with
+`tf.compat.v1.saved_model.loader.load`, and also through the TF2 loader, and
+compares both with the Keras model's predictions.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from mtl_keras.export.requests import validate_request
+from mtl_keras.export.saved_model import SIGNATURE_NAME
+
+SERVE_TAG = "serve"
+
+
+class ExportCheckError(AssertionError):
+    """The exported model does not behave like the Keras model."""
+
+
+def inspect_saved_model(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """`saved_model_cli show --all` as a dict, read from `saved_model.pb`.
+
+    Args:
+        path: a SavedModel (version) directory.
+
+    Returns:
+        `{"tags": [[...] per meta graph], "signatures": {name: {"inputs":
+        {key: {"dtype", "shape", "tensor"}}, "outputs": {...}, "method"}}}`
+        for the `serve` meta graph.
+
+    Example:
+    >>> # inspect_saved_model("saved_models/census_income/1")["signatures"].keys()
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(os.fspath(path), "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    tags = [list(mg.meta_info_def.tags) for mg in proto.meta_graphs]
+    serve = [mg for mg in proto.meta_graphs if SERVE_TAG in mg.meta_info_def.tags]
+    if not serve:
+        raise ExportCheckError(f"No meta graph tagged {SERVE_TAG!r} in {path}: tags {tags}.")
+
+    def tensors(infos: Any) -> dict[str, Any]:
+        return {
+            key: {
+                "dtype": tf.as_dtype(info.dtype).name,
+                "shape": None
+                if info.tensor_shape.unknown_rank
+                else [d.size if d.size >= 0 else None for d in info.tensor_shape.dim],
+                "tensor": info.name,
+            }
+            for key, info in infos.items()
+        }
+
+    signatures = {
+        name: {
+            "method": sig.method_name,
+            "inputs": tensors(sig.inputs),
+            "outputs": tensors(sig.outputs),
+        }
+        for name, sig in serve[0].signature_def.items()
+        if not name.startswith("__")  # __saved_model_init_op is not a signature
+    }
+    return {"tags": tags, "signatures": signatures}
+
+
+def run_tf2(path: str, features: Mapping[str, np.ndarray], signature: str) -> dict[str, np.ndarray]:
+    """Runs a signature through `tf.saved_model.load` (the TF2 loader)."""
+    fn = tf.saved_model.load(os.fspath(path)).signatures[signature]
+    out = fn(**{k: tf.constant(v) for k, v in features.items()})
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def run_tf1(path: str, features: Mapping[str, np.ndarray], signature: str) -> dict[str, np.ndarray]:
+    """Runs a signature like TF Serving: TF1 session loader, tensors by name."""
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as sess:
+        # load() restores the variables and runs the init op (lookup tables).
+        meta_graph = tf.compat.v1.saved_model.loader.load(sess, [SERVE_TAG], os.fspath(path))
+        sig = meta_graph.signature_def[signature]
+        missing = set(sig.inputs) - set(features)
+        if missing:
+            raise ExportCheckError(f"Signature {signature!r} needs inputs {sorted(missing)}.")
+        feed = {sig.inputs[k].name: v for k, v in features.items()}
+        fetches = {k: info.name for k, info in sig.outputs.items()}
+        return sess.run(fetches, feed_dict=feed)
+
+
+def check_export(
+    path: str | os.PathLike[str],
+    model: Any,
+    examples: Mapping[str, Any],
+    *,
+    atol: float = 1e-5,
+    signatures: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Checks that an exported version serves what the Keras model predicts.
+
+    Checks: a meta graph tagged `serve`; every signature's inputs are the
+    model's raw inputs and its outputs are task outputs; each signature run
+    through the TF2 loader and through the TF1 session loader (TF Serving's
+    way) matches `model.predict(examples)` within `atol`.
+
+    Args:
+        path: the version directory (`export_saved_model`'s return value).
+        model: the Keras model, or a dict task -> expected predictions for
+            `examples` (e.g. saved from the model in another process).
+        examples: a few raw rows, dict feature -> array with a batch dim.
+        atol: maximum absolute difference allowed per output.
+        signatures: restrict to these signatures (default: all).
+
+    Returns:
+        `{"tags", "signatures" (as `inspect_saved_model`), "max_abs_diff":
+        {"tf2"|"tf1": {signature: {task: float}}}}`.
+
+    Raises:
+        ExportCheckError (an AssertionError) describing the first mismatch.
+
+    Example:
+    >>> # report = check_export(path, model, {"x": x[:8]})
+    >>> # report["max_abs_diff"]["tf1"]["serving_default"]
+    """
+    path = os.fspath(path)
+    info = inspect_saved_model(path)
+    sigs = info["signatures"]
+    if SIGNATURE_NAME not in sigs:
+        raise ExportCheckError(f"No {SIGNATURE_NAME!r} signature; found {sorted(sigs)}.")
+    input_spec = {
+        k: tf.TensorSpec(v["shape"], tf.as_dtype(v["dtype"]))
+        for k, v in sigs[SIGNATURE_NAME]["inputs"].items()
+    }
+    features = validate_request(input_spec, examples)
+    if isinstance(model, Mapping):
+        expected = {k: np.asarray(v) for k, v in model.items()}
+    else:
+        from mtl_keras.export.saved_model import input_signature
+
+        model_inputs = input_signature(model)
+        if set(model_inputs) != set(input_spec):
+            raise ExportCheckError(
+                f"Signature inputs {sorted(input_spec)} differ from the model's "
+                f"inputs {sorted(model_inputs)}."
+            )
+        expected = {k: np.asarray(v) for k, v in model.predict(features, verbose=0).items()}
+
+    names = list(signatures) if signatures is not None else sorted(sigs)
+    report: dict[str, Any] = {**info, "max_abs_diff": {"tf2": {}, "tf1": {}}}
+    for sig in names:
+        if sig not in sigs:
+            raise ExportCheckError(f"No signature {sig!r}; found {sorted(sigs)}.")
+        if set(sigs[sig]["inputs"]) != set(input_spec):
+            raise ExportCheckError(f"Signature {sig!r} inputs differ from {SIGNATURE_NAME!r}.")
+        unknown = set(sigs[sig]["outputs"]) - set(expected)
+        if unknown:
+            raise ExportCheckError(f"Signature {sig!r} has non-task outputs {sorted(unknown)}.")
+        for loader, run in (("tf2", run_tf2), ("tf1", run_tf1)):
+            got = run(path, features, sig)
+            diffs = {}
+            for task, value in got.items():
+                if value.shape != expected[task].shape:
+                    raise ExportCheckError(
+                        f"[{loader}] {sig}/{task}: shape {value.shape} != Keras "
+                        f"{expected[task].shape}."
+                    )
+                diffs[task] = float(np.max(np.abs(value - expected[task]), initial=0.0))
+                if not diffs[task] <= atol:
+                    raise ExportCheckError(
+                        f"[{loader}] {sig}/{task}: max |served - keras| = {diffs[task]:.3g} "
+                        f"> atol {atol}."
+                    )
+            report["max_abs_diff"][loader][sig] = diffs
+    return report
