@@ -11,6 +11,18 @@ from mtl_keras.tasks import Task
 from mtl_keras.weighting.base import LossWeighting, StepContext
 
 
+def _replica_mean(value: Any) -> Any:
+    """Mean over `tf.distribute` replicas (identity on one device).
+
+    The mean of the replicas' loss gradients is the global-batch gradient, so
+    every replica measures the same norms and computes the same weight update.
+    """
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return value
+    return ctx.all_reduce(tf.distribute.ReduceOp.MEAN, value)
+
+
 @keras.saving.register_keras_serializable(package="mtl_keras")
 class GradNorm(LossWeighting):
     """Learns task weights that equalise the tasks' gradient norms.
@@ -132,7 +144,8 @@ class GradNorm(LossWeighting):
             if not probe:
                 norms.append(tf.constant(0.0))
                 continue
-            g = [x for x in ctx.tape.gradient(scaled_losses[t], probe) if x is not None]
+            g = [_replica_mean(x) for x in ctx.tape.gradient(scaled_losses[t], probe)
+                 if x is not None]
             norm = tf.linalg.global_norm([tf.cast(x, tf.float32) for x in g]) if g else 0.0
             norms.append(norm / loss_scale)
         grad_w = self.weight_gradient(weights, tf.stack(norms), losses)
