@@ -48,7 +48,9 @@ def signature_spec(source: Any) -> dict[str, tf.TensorSpec]:
         with open(meta_path, encoding="utf-8") as f:
             source = json.load(f)["inputs"]
     if isinstance(source, Mapping):
-        return {k: v if isinstance(v, tf.TensorSpec) else tf.TensorSpec(**v) for k, v in source.items()}
+        return {
+            k: v if isinstance(v, tf.TensorSpec) else tf.TensorSpec(**v) for k, v in source.items()
+        }
     return {
         i["name"]: tf.TensorSpec(i["shape"], tf.as_dtype(i["dtype"]), name=i["name"])
         for i in source
@@ -145,9 +147,7 @@ def validate_request(
             parts.append(f"Missing feature(s) {missing}")
         if unexpected:
             parts.append(f"unexpected feature(s) {unexpected}")
-        raise RequestError(
-            "; ".join(parts) + f" (the signature's inputs are {sorted(spec)})."
-        )
+        raise RequestError("; ".join(parts) + f" (the signature's inputs are {sorted(spec)}).")
     out: dict[str, np.ndarray] = {}
     batch: tuple[str, int] | None = None
     for name, s in spec.items():

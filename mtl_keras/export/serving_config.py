@@ -67,9 +67,7 @@ def models_config_proto(
         entry.name = name
         entry.base_path = os.fspath(base_path)
         entry.model_platform = "tensorflow"
-        policy = (
-            version_policy.get(name) if isinstance(version_policy, Mapping) else version_policy
-        )
+        policy = version_policy.get(name) if isinstance(version_policy, Mapping) else version_policy
         entry.model_version_policy.CopyFrom(version_policy_proto(policy, name))
         for label, version in (version_labels or {}).get(name, {}).items():
             entry.version_labels[label] = version
