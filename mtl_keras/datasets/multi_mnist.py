@@ -14,7 +14,8 @@ digits, and everything is deterministic given `seed`.
 
 Tasks: `left` and `right` (Multiclass, 10 classes, int32 ids), and with
 `with_boxes=True` also `box`: the tight bounding box of the left digit's
-ink, normalized `(x_min, y_min, x_max, y_max)` in [0, 1] (Regression, 4 units).
+ink, normalized `(x_min, y_min, x_max, y_max)` in [0, 1]
+(`mtl_keras.BoxRegression("box")`, "xyxy" format).
 """
 
 from __future__ import annotations

@@ -14,9 +14,10 @@ cheap auxiliary task that still gives a joint tagging tutorial two tagging
 heads. As it is a function of the token, keep the token's case in the
 vocabulary (the default `lowercase=False`) or the task becomes unlearnable.
 
-Tasks (per token; padded positions are -1, i.e. "unlabelled"):
-- `ner`: BIO entity tag ids (`NER_TAGS`, 21 classes, Multiclass);
-- `shape`: token shape ids (`SHAPES`, 10 classes, Multiclass).
+Tasks (per token; padded positions are -1, i.e. "unlabelled", which is the
+default `pad_label` of `mtl_keras.Tagging`):
+- `ner`: BIO entity tag ids (`NER_TAGS`, 21 tags): `Tagging("ner", 21)`;
+- `shape`: token shape ids (`SHAPES`, 10 classes): `Tagging("shape", 10)`.
 """
 
 from __future__ import annotations

