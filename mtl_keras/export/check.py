@@ -150,7 +150,7 @@ def check_export(
                 f"Signature inputs {sorted(input_spec)} differ from the model's "
                 f"inputs {sorted(model_inputs)}."
             )
-        expected = {k: np.asarray(v) for k, v in model.predict(features, verbose=0).items()}
+        expected = {k: np.asarray(v) for k, v in model.predict(_predict_inputs(features), verbose=0).items()}
 
     names = list(signatures) if signatures is not None else sorted(sigs)
     report: dict[str, Any] = {**info, "max_abs_diff": {"tf2": {}, "tf1": {}}}
@@ -179,3 +179,8 @@ def check_export(
                     )
             report["max_abs_diff"][loader][sig] = diffs
     return report
+
+
+def _predict_inputs(features: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    # Keras cannot convert object arrays of bytes; a tf.string tensor it can.
+    return {k: tf.constant(v) if v.dtype == object else v for k, v in features.items()}

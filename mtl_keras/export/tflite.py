@@ -248,7 +248,7 @@ def tflite_report(
     >>> # tflite_report(model, "m.tflite", {"x": x[:64]}, quantization="float16")
     """
     features = validate_request(input_signature(model), examples)
-    expected = model.predict(features, verbose=0)
+    expected = model.predict(_predict_inputs(features), verbose=0)
     got, which = run_tflite(path, features, prefer)
     diffs = {}
     for task, ref in expected.items():
@@ -266,3 +266,8 @@ def tflite_report(
         "max_abs_diff": diffs,
         "tolerance": tolerance,
     }
+
+
+def _predict_inputs(features: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    # Keras cannot convert object arrays of bytes; a tf.string tensor it can.
+    return {k: tf.constant(v) if v.dtype == object else v for k, v in features.items()}
