@@ -150,7 +150,9 @@ def check_export(
                 f"Signature inputs {sorted(input_spec)} differ from the model's "
                 f"inputs {sorted(model_inputs)}."
             )
-        expected = {k: np.asarray(v) for k, v in model.predict(_predict_inputs(features), verbose=0).items()}
+        expected = {
+            k: np.asarray(v) for k, v in model.predict(_predict_inputs(features), verbose=0).items()
+        }
 
     names = list(signatures) if signatures is not None else sorted(sigs)
     report: dict[str, Any] = {**info, "max_abs_diff": {"tf2": {}, "tf1": {}}}
