@@ -12,7 +12,7 @@ from keras.src.utils.tracking import DotNotTrackScope
 from mtl_keras import weighting as weighting_lib
 from mtl_keras.scalar_mean import ScalarMean
 from mtl_keras.tasks import Task, validate_tasks
-from mtl_keras.weighting.base import StepContext, Weighting
+from mtl_keras.weighting.base import StepContext, Weighting, global_masked_mean
 
 
 def _upstream_layers(tensor: Any) -> set[int]:
@@ -35,6 +35,21 @@ def _upstream_layers(tensor: Any) -> set[int]:
     return seen
 
 
+def _strings_to_tensors(data: Any) -> Any:
+    """NumPy string arrays -> tf.string tensors (Keras's array adapter rejects
+    unicode/object arrays, but raw categorical features are strings)."""
+    import numpy as np
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, np.ndarray) and value.dtype.kind in "USO":
+            return tf.constant(value.astype(str) if value.dtype.kind == "O" else value)
+        return value
+
+    if isinstance(data, (dict, list, tuple, np.ndarray)):
+        return keras.tree.map_structure(convert, data)
+    return data
+
+
 @keras.saving.register_keras_serializable(package="mtl_keras")
 class MultiTaskModel(keras.Model):
     """A functional model with one named output per task.
@@ -53,6 +68,9 @@ class MultiTaskModel(keras.Model):
         inputs: functional inputs (a tensor, list or dict).
         outputs: dict task name -> output tensor.
         tasks: the task specs, one per output.
+        representation: optional name of the layer whose output is the shared
+            representation (see `mtl_keras.weighting.base` for the contract);
+            needed by aggregators with `rep_grad=True`.
 
     Example:
     >>> import keras
@@ -71,6 +89,7 @@ class MultiTaskModel(keras.Model):
         name: str | None = None,
         *,
         tasks: list[Task] | None = None,
+        representation: str | None = None,
         **kwargs: Any,
     ) -> None:
         if tasks is None:
@@ -97,6 +116,14 @@ class MultiTaskModel(keras.Model):
         self._tasks = tasks
         self.weighting: Weighting | None = None
         self._task_variable_groups = self._variable_groups()
+        self.representation = representation
+        self._representation_model: keras.Model | None = None
+        if representation is not None:
+            layer = self.get_layer(representation)  # fails early on a typo
+            if isinstance(layer.output, (list, tuple, dict)):
+                raise ValueError(
+                    f"representation layer {representation!r} must have one output tensor."
+                )
 
     # ------------------------------------------------------------------ tasks
     @property
@@ -335,7 +362,7 @@ class MultiTaskModel(keras.Model):
                 values = tf.reduce_mean(values, axis=-1)
             # Mean over labelled elements: masked ones neither add loss nor count.
             denom = tf.reduce_sum(mask)
-            loss = tf.math.divide_no_nan(tf.reduce_sum(values * mask), denom)
+            loss = global_masked_mean(tf.reduce_sum(values * mask), denom)
             losses.append(loss)
             prepared.append((y_safe, pred, mask))
         return tf.stack(losses), prepared
@@ -364,7 +391,11 @@ class MultiTaskModel(keras.Model):
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
         strategy = self.weighting
         with tf.GradientTape(persistent=strategy.needs_persistent_tape) as tape:
-            y_pred = self(x, training=True)
+            representation = None
+            if strategy.needs_representation:
+                y_pred, representation = self._call_with_representation(x)
+            else:
+                y_pred = self(x, training=True)
             task_losses, prepared = self._task_losses(y, y_pred, sample_weight)
             regularization = self._regularization_loss()
         variables = self.trainable_variables
@@ -379,12 +410,33 @@ class MultiTaskModel(keras.Model):
             own=own,
             scale_loss=self.optimizer.scale_loss,
             num_replicas=tf.distribute.get_strategy().num_replicas_in_sync,
+            representation=representation,
         )
         grads, weights = strategy.compute_gradients(ctx)
         del tape
         self.optimizer.apply(grads, variables)
         total = tf.reduce_sum(weights * task_losses)
         return self._update_metrics(task_losses, weights, prepared, total)
+
+    def _call_with_representation(self, x: Any) -> tuple[dict[str, Any], Any]:
+        """Forward pass that also returns the representation layer's output.
+
+        Runs an internal functional model over the same layers with one more
+        output, so the representation tensor is recorded on the tape.
+        """
+        if self.representation is None:
+            raise ValueError(
+                f"Weighting {type(self.weighting).__name__} needs the shared representation: "
+                "build the model with `representation=<layer name>`."
+            )
+        if self._representation_model is None:
+            rep = self.get_layer(self.representation).output
+            outputs = [self._outputs_struct[n] for n in self.task_names] + [rep]
+            # Untracked: it shares this model's layers, not a sub-model.
+            with DotNotTrackScope():
+                self._representation_model = keras.Model(self._inputs_struct, outputs)
+        outs = self._representation_model(x, training=True)
+        return dict(zip(self.task_names, outs[:-1])), outs[-1]
 
     def _groups_cache(self) -> tuple[list[int], list[list[int]], list[int]]:
         # Python-side, computed once per trace.
@@ -398,8 +450,21 @@ class MultiTaskModel(keras.Model):
         total = tf.reduce_sum(weights * task_losses)
         return self._update_metrics(task_losses, weights, prepared, total)
 
+    # ------------------------------------------------- raw string features
+    def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("validation_data") is not None:
+            kwargs["validation_data"] = _strings_to_tensors(kwargs["validation_data"])
+        return super().fit(_strings_to_tensors(x), y, *args, **kwargs)
+
+    def evaluate(self, x: Any = None, *args: Any, **kwargs: Any) -> Any:
+        return super().evaluate(_strings_to_tensors(x), *args, **kwargs)
+
+    def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        return super().predict(_strings_to_tensors(x), *args, **kwargs)
+
     # ----------------------------------------------------------- serialization
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config["tasks"] = [keras.saving.serialize_keras_object(t) for t in self._tasks]
+        config["representation"] = self.representation
         return config
