@@ -53,10 +53,12 @@ class DWA(LossWeighting):
     training steps (in Keras variables) and closes an epoch when Keras resets
     the model's metrics, which `fit` does at the start of every epoch and
     `evaluate` at its start; so `compile(weighting="dwa")` then `fit(...)`
-    just works. Batches without labels for a task do not count for it.
-    With a custom training loop call `end_epoch()` yourself, or pass
-    `steps_per_epoch` to close an epoch every that many training steps
-    (counted inside the step, so it also works with `steps_per_execution`).
+    just works (with `validation_data` the epoch closes when validation
+    starts, which is the same boundary). Batches without labels for a task
+    do not count for it. `train_on_batch` resets metrics at every call, so
+    with it, or with any custom loop, pass `steps_per_epoch` (an epoch then
+    closes every that many training steps, counted inside the step, so it
+    also works with `steps_per_execution`) or call `end_epoch()` yourself.
 
     Args:
         temperature: softmax temperature `T` (paper: 2). Larger is smoother.

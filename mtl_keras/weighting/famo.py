@@ -15,7 +15,7 @@ from mtl_keras.weighting.base import LossWeighting
 class FAMO(LossWeighting):
     """Balances the tasks' log-loss decrease with O(1) cost per step.
 
-    Liu, Liu, Stone & Liu, "FAMO: Fast Adaptive Multitask Optimization",
+    Liu, Feng, Stone & Liu, "FAMO: Fast Adaptive Multitask Optimization",
     NeurIPS 2023 (Algorithm 1). Task logits `xi` give `z = softmax(xi)`.
     With `D_i = max(L_i - min_loss, epsilon)` the network follows
 

@@ -15,7 +15,7 @@ from mtl_keras.weighting.base import LossWeighting
 class RLW(LossWeighting):
     """Random Loss Weighting: fresh random task weights at every step.
 
-    Lin, Ye, Xu, Shi & Zhang, "Reasonable Effectiveness of Random Weighting:
+    Lin et al., "Reasonable Effectiveness of Random Weighting:
     A Litmus Test for Multi-Task Learning" (TMLR 2022; arXiv 2111.10603).
     Each training step draws `lambda_k ~ N(0, 1)` and uses
 
