@@ -50,12 +50,16 @@ class GradNorm(LossWeighting):
     the paper uses the last shared layer's weights. Tasks with a zero loss in
     a batch (no labelled row) get no weight gradient and are left out of the
     means. Static task weights (spec `weight`) do not apply: GradNorm learns
-    the weights. Costs one extra backward pass per task (through the shared
-    trunk only), hence a persistent tape.
+    the weights. Costs one extra backward pass per task (from its loss down
+    to `W` only), hence a persistent tape. As the model's optimizer updates
+    the weights, its learning rate applies; with a weight-decaying optimizer
+    exclude them, e.g. `AdamW(...).exclude_from_weight_decay(
+    var_names=["task_weights"])`.
 
     Args:
-        alpha: asymmetry `alpha` (paper: 1.5 for NYUv2; larger pulls harder
-            towards equal training rates).
+        alpha: asymmetry `alpha` (default 1.5; the paper tunes it per data
+            set). Larger pulls harder towards equal training rates; 0 only
+            equalises gradient norms.
         min_weight: floor of each raw weight before renormalisation, keeping
             weights positive.
 
