@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from conftest import toy_data, toy_model
 
@@ -63,18 +64,21 @@ def test_steps_per_epoch_in_graph() -> None:
     np.testing.assert_allclose(w, 2 * _softmax(np.array([0.5, 1.0]) / 2.0), rtol=1e-6)
 
 
-def test_fit_closes_epochs_at_metric_reset() -> None:
+@pytest.mark.parametrize("validation", [False, True], ids=["train", "val"])
+def test_fit_closes_epochs_at_metric_reset(validation: bool) -> None:
     x, y = toy_data(64)
-    model = toy_model(weighting="dwa")
-    history = model.fit(x, y, batch_size=32, epochs=3, verbose=0).history
+    model = toy_model(weighting="dwa", metrics={"click": [], "dwell": []})
+    val = (x, y) if validation else None
+    h = model.fit(x, y, batch_size=32, epochs=3, verbose=0, validation_data=val).history
     dwa = model.weighting
-    # Epochs 1 and 2 were closed when epochs 2 and 3 started; epoch 3 is open.
-    np.testing.assert_allclose(dwa.epochs_seen, 2.0)
-    np.testing.assert_allclose(dwa.prev2_losses, [history["click_loss"][0], history["dwell_loss"][0]], rtol=1e-5)
-    np.testing.assert_allclose(dwa.prev_losses, [history["click_loss"][1], history["dwell_loss"][1]], rtol=1e-5)
-    r = np.array(history["click_loss"][1] / history["click_loss"][0]), np.array(
-        history["dwell_loss"][1] / history["dwell_loss"][0]
-    )
-    expected = 2 * _softmax(np.array(r) / 2.0)
-    np.testing.assert_allclose(history["click_weight"][2], expected[0], rtol=1e-5)
-    np.testing.assert_allclose(history["dwell_weight"][:2], [1.0, 1.0])
+    # Without validation, epoch t closes when epoch t+1 starts (epoch 3 is
+    # still open); with it, when validation of epoch t starts, and the reset
+    # at the next epoch's start finds nothing to close.
+    closed = 3 if validation else 2
+    np.testing.assert_allclose(dwa.epochs_seen, closed)
+    losses = np.array([h["click_loss"], h["dwell_loss"]]).T  # (epoch, task)
+    np.testing.assert_allclose(dwa.prev_losses, losses[closed - 1], rtol=1e-5)
+    np.testing.assert_allclose(dwa.prev2_losses, losses[closed - 2], rtol=1e-5)
+    expected = 2 * _softmax(losses[1] / losses[0] / 2.0)
+    np.testing.assert_allclose([h["click_weight"][2], h["dwell_weight"][2]], expected, rtol=1e-5)
+    np.testing.assert_allclose(h["dwell_weight"][:2], [1.0, 1.0])
