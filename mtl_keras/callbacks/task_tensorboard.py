@@ -8,6 +8,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from mtl_keras.callbacks import monitoring
 from mtl_keras.tasks import Task, validate_task_name
 
 
@@ -76,6 +77,21 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
         tasks: optional task names (or `Task` specs) to group; by default the
             model's tasks (`MultiTaskModel.task_names`), or the keys of a
             functional model's dict outputs.
+        gradient_similarity_freq: every N training steps (0 = never), compute
+            the task-to-task cosine similarity of the per-task gradients of
+            the shared parameters (`MultiTaskModel.variable_groups()`) on the
+            fixed batch `similarity_data`, in inference mode and outside the
+            train step. Written to the `train` run at the global step as
+            scalars `gradient_similarity/<a>_vs_<b>` (task order) and an
+            image `gradient_similarity/heatmap` (Images tab; rows/columns in
+            task order, blue -1, white 0, red +1, grey = no labelled row).
+        similarity_data: the fixed batch, `(x, y)`, `(x, y, sample_weight)`
+            or a `tf.data.Dataset` (its first batch is used). Its `x` also
+            feeds gate utilisation.
+        gate_data: inputs for gate utilisation (default: `similarity_data`'s
+            x). When the model has `mtl_keras.layers.Gate` layers (MMoE, PLE),
+            the mean gate weight of every expert is written at each epoch end
+            as `gates/<gate key>/expert_<i>`; otherwise nothing is written.
 
     Example:
     >>> import tempfile
@@ -104,6 +120,9 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
         embeddings_freq: int = 0,
         embeddings_metadata: Mapping[str, str] | str | None = None,
         tasks: Sequence[str | Task] | None = None,
+        gradient_similarity_freq: int = 0,
+        similarity_data: Any = None,
+        gate_data: Any = None,
     ) -> None:
         if update_freq not in ("epoch", "batch") and (
             isinstance(update_freq, bool) or not isinstance(update_freq, int) or update_freq < 1
@@ -127,6 +146,27 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
         self._profile_batch_arg = profile_batch
         self.tasks = None if tasks is None else _task_names(tasks)
         self._task_names: list[str] = list(self.tasks or [])
+        if (
+            isinstance(gradient_similarity_freq, bool)
+            or not isinstance(gradient_similarity_freq, int)
+            or gradient_similarity_freq < 0
+        ):
+            raise ValueError(
+                "`gradient_similarity_freq` must be a non-negative int (steps), got "
+                f"{gradient_similarity_freq!r}."
+            )
+        if gradient_similarity_freq and similarity_data is None:
+            raise ValueError(
+                "`gradient_similarity_freq` needs `similarity_data`, a fixed (x, y) batch."
+            )
+        self.gradient_similarity_freq = gradient_similarity_freq
+        self.similarity_data = similarity_data
+        self.gate_data = gate_data
+        # Unpacked once so every probe sees exactly the same rows.
+        self._similarity_batch = (
+            None if similarity_data is None else monitoring.unpack_batch(similarity_data)
+        )
+        self._gate_model: Any = None
 
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments (TensorBoard's plus `tasks`)."""
@@ -141,6 +181,9 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
             "embeddings_freq": self.embeddings_freq,
             "embeddings_metadata": self.embeddings_metadata,
             "tasks": None if self.tasks is None else list(self.tasks),
+            "gradient_similarity_freq": self.gradient_similarity_freq,
+            "similarity_data": self.similarity_data,
+            "gate_data": self.gate_data,
         }
 
     @classmethod
@@ -150,6 +193,7 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
     # --------------------------------------------------------------- model
     def set_model(self, model: keras.Model) -> None:
         super().set_model(model)
+        self._gate_model = monitoring.gate_weights_model(model)
         if self.tasks is not None:
             self._task_names = list(self.tasks)
             return
@@ -176,6 +220,9 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
     # ----------------------------------------------------------- callbacks
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         super().on_train_batch_end(batch, logs)
+        freq = self.gradient_similarity_freq
+        if freq and self._global_train_batch % freq == 0:
+            self._write_gradient_similarity(self._global_train_batch)
         if self.update_freq == "epoch" or not isinstance(logs, dict):
             return
         # The train writer is the default writer here, with Keras's
@@ -198,6 +245,47 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
                 with writer.as_default():
                     for tag, value in scalars:
                         self.summary.scalar(tag, value, step=epoch)
+            self._write_gate_utilisation(epoch)
+
+    # -------------------------------------------------------------- probes
+    def _write_gradient_similarity(self, step: int) -> None:
+        x, y, sw = self._similarity_batch
+        matrix = monitoring.gradient_similarity(self.model, x, y, sw)
+        names = self._model_task_names()
+        # Explicit record_if: independent of Keras's update_freq condition.
+        with self.summary.record_if(True), self._train_writer.as_default():
+            for i, a in enumerate(names):
+                for j in range(i + 1, len(names)):
+                    self.summary.scalar(
+                        f"gradient_similarity/{a}_vs_{names[j]}", matrix[i, j], step=step
+                    )
+            self.summary.image(
+                "gradient_similarity/heatmap",
+                monitoring.heatmap_rgb(matrix)[None],
+                step=step,
+                description="Cosine similarity of per-task shared gradients; rows and "
+                f"columns: {', '.join(names)}. Blue -1, white 0, red +1.",
+            )
+
+    def _write_gate_utilisation(self, epoch: int) -> None:
+        if self._gate_model is None:
+            return  # no Gate layers: nothing to log
+        x = self.gate_data
+        if x is None:
+            if self._similarity_batch is None:
+                return
+            x = self._similarity_batch[0]
+        if not isinstance(x, (list, tuple, dict)):
+            x = [x]  # gate_model takes `model.inputs`, always a list
+        weights = self._gate_model(x, training=False)
+        with self._train_writer.as_default():
+            for key, w in weights.items():
+                for i, value in enumerate(np.asarray(w).mean(axis=0)):
+                    self.summary.scalar(f"gates/{key}/expert_{i}", value, step=epoch)
+
+    def _model_task_names(self) -> list[str]:
+        # Gradients come in the model's task order, whatever `tasks` says.
+        return list(getattr(self.model, "task_names", self._task_names))
 
 
 def _task_names(tasks: Any) -> list[str]:

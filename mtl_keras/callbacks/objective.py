@@ -1,0 +1,156 @@
+"""A combined multi-task objective as a log key Keras callbacks can monitor."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+
+from mtl_keras.evaluation.delta_m import delta_m
+
+MODES = ("normalized_loss", "delta_m")
+
+
+class MultiTaskObjective(keras.callbacks.Callback):
+    """Adds `val_mtl_objective` (lower is better) to the epoch logs.
+
+    Place it *before* `keras.callbacks.EarlyStopping` / `ModelCheckpoint` in
+    `callbacks=[...]`: Keras hands the same logs dict to every callback in
+    order, so they (and `History`, TensorBoard, the progress bar) see the key.
+
+    Modes:
+    - `"normalized_loss"`: mean over tasks of `val_<task>_loss` divided by
+      its value at the first epoch of this `fit`, so each task counts
+      equally whatever its loss scale (1.0 at the first epoch, lower is better).
+    - `"delta_m"`: `-Δm` in percent of the validation metrics against
+      single-task `baselines` (see `mtl_keras.evaluation.delta_m`); negated so
+      that, like a loss, lower is better.
+
+    Args:
+        mode: `"normalized_loss"` or `"delta_m"`.
+        tasks: task names (default: the model's tasks).
+        baselines: for `"delta_m"`: task -> {metric: single-task value}, with
+            metric names as logged by the model (e.g. `auc`, `mae`).
+        metrics: for `"delta_m"`: metrics to use (default: every metric of
+            `baselines[task]`).
+        higher_is_better: for `"delta_m"`: extra metric directions.
+        name: the key is `<prefix><name>`.
+        prefix: `"val_"` (validation logs) or `""` (training logs).
+
+    Example:
+    >>> objective = MultiTaskObjective()
+    >>> stop = keras.callbacks.EarlyStopping("val_mtl_objective", patience=2)
+    >>> # model.fit(..., validation_data=val, callbacks=[objective, stop])
+    """
+
+    def __init__(
+        self,
+        mode: str = "normalized_loss",
+        tasks: Sequence[str] | None = None,
+        baselines: Mapping[str, Mapping[str, float]] | None = None,
+        metrics: Mapping[str, list[str]] | list[str] | None = None,
+        higher_is_better: Mapping[str, bool] | None = None,
+        name: str = "mtl_objective",
+        prefix: str = "val_",
+    ) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
+        if mode == "delta_m" and not baselines:
+            raise ValueError('mode="delta_m" needs `baselines` (task -> {metric: value}).')
+        self.mode = mode
+        self.tasks = None if tasks is None else list(tasks)
+        self.baselines = None if baselines is None else {t: dict(m) for t, m in baselines.items()}
+        self.metrics_arg = metrics
+        self.higher_is_better = dict(higher_is_better or {})
+        self.key = f"{prefix}{name}"
+        self.prefix = prefix
+        self._first: dict[str, float] = {}
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._first = {}
+
+    def _task_names(self) -> list[str]:
+        if self.tasks is not None:
+            return self.tasks
+        if self.mode == "delta_m":
+            return list(self.baselines)
+        return list(getattr(self.model, "task_names", []))
+
+    def _get(self, logs: Mapping[str, Any], key: str) -> float:
+        if key not in logs:
+            hint = " (did you pass validation_data?)" if self.prefix == "val_" else ""
+            raise ValueError(
+                f"MultiTaskObjective: log key {key!r} is missing{hint}; got {sorted(logs)}."
+            )
+        return float(logs[key])
+
+    def compute(self, logs: Mapping[str, Any]) -> float:
+        """The objective from one epoch's logs (records first-epoch losses)."""
+        names = self._task_names()
+        if not names:
+            raise ValueError("MultiTaskObjective: no tasks; pass `tasks`.")
+        if self.mode == "normalized_loss":
+            losses = {t: self._get(logs, f"{self.prefix}{t}_loss") for t in names}
+            if not self._first:
+                self._first = dict(losses)
+            # A task whose first loss is 0 cannot be normalised: count it as 1.
+            return sum(
+                losses[t] / self._first[t] if self._first[t] > 0 else 1.0 for t in names
+            ) / len(names)
+        results = {}
+        for t in names:
+            wanted = self.metrics_arg
+            if isinstance(wanted, Mapping):
+                wanted = wanted.get(t)
+            ms = list(wanted) if wanted is not None else list(self.baselines.get(t, {}))
+            results[t] = {m: self._get(logs, f"{self.prefix}{t}_{m}") for m in ms}
+        return -delta_m(results, self.baselines, self.higher_is_better).value
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is None:
+            return
+        logs[self.key] = self.compute(logs)
+
+
+class MultiTaskEarlyStopping(keras.callbacks.EarlyStopping):
+    """`keras.callbacks.EarlyStopping` on a `MultiTaskObjective`.
+
+    Computes the objective itself and then defers to Keras's early stopping
+    (patience, `min_delta`, `restore_best_weights`, ... unchanged), so no
+    extra callback is needed. To also checkpoint on it, use a
+    `MultiTaskObjective` before `ModelCheckpoint` instead.
+
+    Args:
+        objective: a `MultiTaskObjective` (default: normalised validation
+            losses).
+        **kwargs: `keras.callbacks.EarlyStopping` arguments except
+            `monitor`/`mode` (set to the objective's key and "min").
+
+    Example:
+    >>> stop = MultiTaskEarlyStopping(patience=3, restore_best_weights=True)
+    >>> stop.monitor
+    'val_mtl_objective'
+    """
+
+    def __init__(self, objective: MultiTaskObjective | None = None, **kwargs: Any) -> None:
+        for arg in ("monitor", "mode"):
+            if arg in kwargs:
+                raise ValueError(f"MultiTaskEarlyStopping sets `{arg}` from the objective.")
+        self.objective = objective or MultiTaskObjective()
+        super().__init__(monitor=self.objective.key, mode="min", **kwargs)
+
+    def set_model(self, model: keras.Model) -> None:
+        super().set_model(model)
+        self.objective.set_model(model)
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.objective.on_train_begin(logs)
+        super().on_train_begin(logs)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        # The key may already be there if a MultiTaskObjective ran earlier.
+        if logs is not None and self.objective.key not in logs:
+            self.objective.on_epoch_end(epoch, logs)
+        super().on_epoch_end(epoch, logs)
