@@ -4,6 +4,7 @@ from mtl_keras.export.check import ExportCheckError, check_export, inspect_saved
 from mtl_keras.export.requests import RequestError, signature_spec, validate_request
 from mtl_keras.export.saved_model import existing_versions, export_saved_model, input_signature
 from mtl_keras.export.serving_config import read_models_config, write_models_config
+from mtl_keras.export.tflite import export_tflite, tflite_report
 from mtl_keras.export.warmup import read_warmup_requests, write_warmup_requests
 
 __all__ = [
@@ -12,11 +13,13 @@ __all__ = [
     "check_export",
     "existing_versions",
     "export_saved_model",
+    "export_tflite",
     "input_signature",
     "inspect_saved_model",
     "read_models_config",
     "read_warmup_requests",
     "signature_spec",
+    "tflite_report",
     "validate_request",
     "write_models_config",
     "write_warmup_requests",

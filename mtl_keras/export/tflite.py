@@ -4,13 +4,13 @@ The model is converted from the same `serving_default` signature as the
 SavedModel export (raw inputs -> one output per task), so the `.tflite` file
 has a signature runner keyed by feature names returning a dict by task.
 
-String inputs: `StringLookup` (TabularEncoder) becomes TF hash-table ops that
-have no TFLite builtin kernel. With `select_tf_ops="auto"` (default) the
-converter retries with `SELECT_TF_OPS` (Flex delegate) when builtins alone
-fail; such a model runs with `tf.lite.Interpreter` (TensorFlow links the Flex
-delegate) but not with the standalone LiteRT interpreter, and on device it
-needs the Flex delegate library (several MB). `select_tf_ops=False` raises a
-clear error instead.
+String inputs: with TF 2.21 the converter maps `StringLookup` (TabularEncoder)
+to TFLite builtin hash-table ops, so such models run on LiteRT (tested). For
+ops without a builtin kernel, `select_tf_ops="auto"` (default) retries with
+`SELECT_TF_OPS` (Flex delegate); such a model runs with `tf.lite.Interpreter`
+(TensorFlow links the Flex delegate) but not with the standalone LiteRT
+interpreter, and on device needs the Flex delegate library.
+`select_tf_ops=False` raises `TFLiteConversionError` instead.
 """
 
 from __future__ import annotations
