@@ -125,7 +125,7 @@ def cascade(
     if not (pass_predictions or pass_hidden):
         raise ValueError("At least one of `pass_predictions` and `pass_hidden` must be True.")
     by_name = {t.name: t for t in tasks}
-    dependencies = dict(dependencies or {})
+    dependencies = {} if dependencies is None else dependencies
     order = topological_order([t.name for t in tasks], dependencies)
     features = encode_inputs(inputs, encoder)
     trunk = MLP(trunk_units, activation, dropout, l2, batch_norm, name="trunk")(features)

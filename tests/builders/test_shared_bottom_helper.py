@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import keras
+import pytest
 from conftest import toy_data
 from helper import run_builder_checks
 
 import mtl_keras as mk
 
 
+@pytest.mark.slow  # a demo of the helper; each new builder's test runs it too
 def test_shared_bottom_passes_builder_checks(tmp_path):
     keras.utils.set_random_seed(0)
     x, y = toy_data(128)
