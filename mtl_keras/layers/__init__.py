@@ -5,6 +5,19 @@ from mtl_keras.layers.expert_mixture import ExpertMixture
 from mtl_keras.layers.experts import Experts
 from mtl_keras.layers.gate import Gate
 from mtl_keras.layers.mlp import MLP
+from mtl_keras.layers.sequence_pooling import SequencePooling
 from mtl_keras.layers.tabular_encoder import TabularEncoder
+from mtl_keras.layers.task_attention import TaskAttention
+from mtl_keras.layers.trunk_unit import TrunkUnit
 
-__all__ = ["MLP", "CrossStitch", "ExpertMixture", "Experts", "Gate", "TabularEncoder"]
+__all__ = [
+    "MLP",
+    "CrossStitch",
+    "ExpertMixture",
+    "Experts",
+    "Gate",
+    "SequencePooling",
+    "TabularEncoder",
+    "TaskAttention",
+    "TrunkUnit",
+]
