@@ -10,6 +10,7 @@ from mtl_keras import (
     layers,
     weighting,
 )
+from mtl_keras.incremental import add_tasks
 from mtl_keras.model import MultiTaskModel
 from mtl_keras.tasks import (
     Binary,
@@ -32,6 +33,7 @@ __all__ = [
     "Regression",
     "Tagging",
     "Task",
+    "add_tasks",
     "builders",
     "callbacks",
     "data",

@@ -16,7 +16,7 @@ class MultiTaskObjective(keras.callbacks.Callback):
     """Adds `val_mtl_objective` (lower is better) to the epoch logs.
 
     Place it *before* `keras.callbacks.EarlyStopping` / `ModelCheckpoint` in
-    `callbacks=[...]`: Keras hands the same logs dict to every callback in
+    `callbacks=[...]` (with `mode="min"`): Keras hands the same logs dict to every callback in
     order, so they (and `History`, TensorBoard, the progress bar) see the key.
 
     Modes:
@@ -40,7 +40,7 @@ class MultiTaskObjective(keras.callbacks.Callback):
 
     Example:
     >>> objective = MultiTaskObjective()
-    >>> stop = keras.callbacks.EarlyStopping("val_mtl_objective", patience=2)
+    >>> stop = keras.callbacks.EarlyStopping("val_mtl_objective", mode="min", patience=2)
     >>> # model.fit(..., validation_data=val, callbacks=[objective, stop])
     """
 
