@@ -36,8 +36,8 @@ def to_xyxy(boxes: Any, box_format: str = "xyxy") -> tf.Tensor:
             height) or "cxcywh" (center, width, height).
 
     Example:
-    >>> to_xyxy([[0.5, 0.5, 0.2, 0.4]], "cxcywh").numpy().round(2).tolist()
-    [[0.4, 0.3, 0.6, 0.7]]
+    >>> [round(float(v), 2) for v in to_xyxy([[0.5, 0.5, 0.2, 0.4]], "cxcywh")[0]]
+    [0.4, 0.3, 0.6, 0.7]
     """
     validate_box_format(box_format)
     boxes = tf.cast(tf.convert_to_tensor(boxes), tf.float32)

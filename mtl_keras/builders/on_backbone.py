@@ -80,7 +80,7 @@ def on_backbone(
     ...     intermediate_dim=16, max_sequence_length=16)
     >>> model = builders.on_backbone(
     ...     bert, [Binary("spam"), Tagging("ner", num_tags=5)], pooling="cls")
-    >>> tuple(model.outputs[1].shape)
+    >>> tuple(model.get_layer("ner").output.shape)
     (None, None, 5)
     """
     tasks = validate_tasks(tasks)

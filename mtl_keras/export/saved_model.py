@@ -23,7 +23,15 @@ import tensorflow as tf
 from keras.src.models.functional import Functional
 
 from mtl_keras.model import MultiTaskModel
-from mtl_keras.tasks import Binary, Multiclass, Multilabel, Regression, Task
+from mtl_keras.tasks import (
+    Binary,
+    BoxRegression,
+    Multiclass,
+    Multilabel,
+    Regression,
+    Tagging,
+    Task,
+)
 
 SIGNATURE_NAME = "serving_default"
 METADATA_FILE = "mtl_keras.json"
@@ -281,6 +289,16 @@ def _output_meaning(task: Task | None, units: int | None) -> str:
     if isinstance(task, Multilabel):
         return (
             f"independent per-label probabilities (sigmoid), shape (batch, {task.num_labels})"
+        )
+    if isinstance(task, Tagging):
+        return (
+            f"per-token tag probabilities (softmax over {task.num_tags} tags), "
+            f"shape (batch, seq_len, {task.num_tags}); argmax is the predicted tag id"
+        )
+    if isinstance(task, BoxRegression):
+        return (
+            f"one normalized box per row in {task.box_format!r} format (sigmoid), "
+            "shape (batch, 4)"
         )
     if isinstance(task, Regression):
         return f"predicted value(s) in label units, shape (batch, {task.units})"

@@ -25,7 +25,7 @@ class TaskAttention(keras.layers.Layer):
     Example:
     >>> import numpy as np
     >>> x = np.zeros((2, 4, 4, 16), "float32")
-    >>> TaskAttention(8)(x).shape
+    >>> tuple(TaskAttention(8)(x).shape)
     (2, 4, 4, 8)
     """
 

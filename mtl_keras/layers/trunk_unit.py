@@ -26,7 +26,7 @@ class TrunkUnit(keras.layers.Layer):
 
     Example:
     >>> import numpy as np
-    >>> TrunkUnit("conv1d", 8)(np.zeros((2, 5, 3), "float32")).shape
+    >>> tuple(TrunkUnit("conv1d", 8)(np.zeros((2, 5, 3), "float32")).shape)
     (2, 5, 8)
     """
 

