@@ -129,3 +129,30 @@ def visiting_orders(num_tasks: int, keys: Any | None) -> Any:
     if keys is None:
         return tf.tile(tf.range(num_tasks)[None, :], [num_tasks, 1])
     return tf.argsort(keys, axis=1, stable=True)
+
+
+def make_rng_state(layer: Any, seed: int | None, name: str) -> Any:
+    """A (2,) int64 Keras variable `[seed, counter]` for stateless draws.
+
+    A plain layer weight (unlike a `keras.random.SeedGenerator`) is saved in
+    `.keras` files with the layer's other variables, so a reloaded model
+    continues the same random sequence. Every replica computes the same
+    aggregation, hence `only_first_replica`.
+    """
+    if seed is None:
+        seed = int(np.random.randint(1, 2**31 - 1))
+    return layer.add_weight(
+        name=name,
+        shape=(2,),
+        dtype="int64",
+        initializer=lambda shape, dtype=None: tf.constant([int(seed), 0], tf.int64),
+        trainable=False,
+        aggregation="only_first_replica",
+    )
+
+
+def draw_uniform(state: Any, shape: Any) -> Any:
+    """U(0, 1) float32 draws from `state`, then advances the counter."""
+    values = tf.random.stateless_uniform(shape, seed=tf.convert_to_tensor(state))
+    state.assign_add(tf.constant([0, 1], tf.int64))
+    return values

@@ -55,7 +55,7 @@ class CAGrad(GradientAggregator):
         self.norm_eps = float(norm_eps)
         self.max_iters = int(max_iters)
 
-    def weights(self, gram: Any) -> Any:
+    def gram_weights(self, gram: Any) -> Any:
         """The CAGrad weights (m,) float64 from the Gramian."""
         m = int(gram.shape[0])
         g = tf.cast(_ops.normalize_gramian(gram, self.norm_eps), tf.float64)
@@ -103,7 +103,7 @@ class CAGrad(GradientAggregator):
 
     def aggregate(self, jacobian: Any) -> Any:
         _ops.static_num_tasks(jacobian, "CAGrad")
-        return _ops.combine(self.weights(_ops.gramian(jacobian)), jacobian)
+        return _ops.combine(self.gram_weights(_ops.gramian(jacobian)), jacobian)
 
     def get_config(self) -> dict[str, Any]:
         return {

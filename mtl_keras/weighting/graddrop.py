@@ -55,13 +55,13 @@ class GradDrop(GradientAggregator):
             raise ValueError(
                 f"GradDrop: `leak` has {len(self.leak)} entries for {len(tasks)} tasks."
             )
-        self.seed_generator = keras.random.SeedGenerator(self.seed, name="drop_seed")
+        self.rng_state = _ops.make_rng_state(self, self.seed, "rng_state")
 
     def aggregate(self, jacobian: Any) -> Any:
-        if not hasattr(self, "seed_generator"):  # used outside a model
+        if not hasattr(self, "rng_state"):  # used outside a model
             self.build_state([])
         num_params = jacobian.shape[1] if jacobian.shape[1] is not None else tf.shape(jacobian)[1]
-        uniform = keras.random.uniform((num_params,), seed=self.seed_generator)
+        uniform = _ops.draw_uniform(self.rng_state, [num_params])
         return self.aggregate_with_uniform(jacobian, uniform)
 
     def aggregate_with_uniform(self, jacobian: Any, uniform: Any) -> Any:

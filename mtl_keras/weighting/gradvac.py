@@ -67,9 +67,14 @@ class GradVac(GradientAggregator):
     def build_state(self, tasks: list[Task]) -> None:
         m = len(tasks)
         self.targets = self.add_weight(
-            name="targets", shape=(m, m), initializer="zeros", dtype="float32", trainable=False
+            name="targets",
+            shape=(m, m),
+            initializer="zeros",
+            dtype="float32",
+            trainable=False,
+            aggregation="only_first_replica",
         )
-        self.seed_generator = keras.random.SeedGenerator(self.seed, name="order_seed")
+        self.rng_state = _ops.make_rng_state(self, self.seed, "rng_state")
 
     def aggregate(self, jacobian: Any) -> Any:
         m = _ops.static_num_tasks(jacobian, "GradVac")
@@ -78,7 +83,7 @@ class GradVac(GradientAggregator):
         gram = _ops.gramian(jacobian)
         keys = None
         if self.random_order:
-            keys = keras.random.uniform((m, m), seed=self.seed_generator)
+            keys = _ops.draw_uniform(self.rng_state, (m, m))
         orders = _ops.visiting_orders(m, keys)
         targets = tf.convert_to_tensor(self.targets)
         diag = tf.linalg.diag_part(gram)

@@ -71,10 +71,20 @@ class NashMTL(GradientAggregator):
     def build_state(self, tasks: list[Task]) -> None:
         m = len(tasks)
         self.alpha = self.add_weight(
-            name="alpha", shape=(m,), initializer="ones", dtype="float32", trainable=False
+            name="alpha",
+            shape=(m,),
+            initializer="ones",
+            dtype="float32",
+            trainable=False,
+            aggregation="only_first_replica",
         )
         self.step = self.add_weight(
-            name="step", shape=(), initializer="zeros", dtype="int64", trainable=False
+            name="step",
+            shape=(),
+            initializer="zeros",
+            dtype="int64",
+            trainable=False,
+            aggregation="only_first_replica",
         )
 
     def solve(self, gram: Any) -> Any:

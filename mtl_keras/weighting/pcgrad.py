@@ -46,18 +46,16 @@ class PCGrad(GradientAggregator):
         self.seed = seed
 
     def build_state(self, tasks: list[Task]) -> None:
-        # A Keras SeedGenerator keeps the RNG state in a variable (saved,
-        # distributed) and gives XLA-friendly stateless draws.
-        self.seed_generator = keras.random.SeedGenerator(self.seed, name="order_seed")
+        self.rng_state = _ops.make_rng_state(self, self.seed, "rng_state")
 
     def aggregate(self, jacobian: Any) -> Any:
         m = _ops.static_num_tasks(jacobian, "PCGrad")
         gram = _ops.gramian(jacobian)
         keys = None
         if self.random_order:
-            if not hasattr(self, "seed_generator"):  # used outside a model
+            if not hasattr(self, "rng_state"):  # used outside a model
                 self.build_state([])
-            keys = keras.random.uniform((m, m), seed=self.seed_generator)
+            keys = _ops.draw_uniform(self.rng_state, (m, m))
         orders = _ops.visiting_orders(m, keys)
         diag = tf.linalg.diag_part(gram)
         total = tf.zeros([m], gram.dtype)
