@@ -65,4 +65,4 @@ def shared_bottom(
             tower_units, activation, dropout, l2, batch_norm, name=f"{task.name}_tower"
         )(trunk)
         outputs[task.name] = task.head(tower)
-    return MultiTaskModel(inputs, outputs, tasks=tasks, name=name)
+    return MultiTaskModel(inputs, outputs, tasks=tasks, name=name, representation="trunk")

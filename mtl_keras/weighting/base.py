@@ -18,6 +18,33 @@ Two families implement `compute_gradients`:
 
 Both are Keras layers so that their state lives in Keras variables: it is
 checkpointed, saved in `.keras` files and placed by `tf.distribute`.
+
+Shared representation (`rep_grad`). A model may name the layer whose output
+is the shared representation (`MultiTaskModel(..., representation="trunk")`;
+builders set it). The contract: every task output depends on the shared
+parameters only through that one layer output `z`, i.e. the layer is the last
+shared step before the task-specific towers, it is called once in the graph
+and its output is a single tensor. When a strategy's `needs_representation`
+is True, `train_step` runs the model so that `z` is recorded on the tape and
+passes it as `ctx.representation`; shared parameters that `z` does not depend
+on get the plain sum-of-losses gradient.
+
+Distribution (`tf.distribute`). Keras' optimizer *sums* the gradients of the
+replicas. The model computes each task loss with `global_masked_mean`: its
+value is the mean over the labelled rows of the *global* batch (identical on
+every replica), while its gradient is `num_replicas` times this replica's
+share of the global gradient. Hence every strategy can treat the loss as the
+global one (non-linear weightings such as GeometricMean, FAMO or DWA and
+their state updates see exactly the single-device values) and divide by
+`num_replicas` before differentiating: the optimizer's sum then gives exactly
+the single-device gradient. Simply dividing per-replica means by the number
+of replicas would be wrong as soon as replicas see different numbers of
+labelled rows, and non-linear weightings would see per-replica losses.
+Aggregators all-reduce the per-task Jacobian (`replica_sum`) so that a
+non-linear aggregator sees the global Jacobian; every replica computes the
+same direction and returns it divided by `num_replicas`. In `rep_grad` mode
+the representation Jacobian of the global batch is the concatenation of the
+replicas' blocks (`all_gather` along the sample axis).
 """
 
 from __future__ import annotations
@@ -29,6 +56,46 @@ import keras
 import tensorflow as tf
 
 from mtl_keras.tasks import Task
+
+
+def _replica_context() -> Any:
+    """The replica context when several replicas run in sync, else None."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync <= 1:
+        return None
+    return ctx
+
+
+def replica_sum(value: Any) -> Any:
+    """Sum of `value` over the replicas in sync (identity on one replica).
+
+    Not differentiated through: callers use it on gradients/Jacobians or
+    under `stop_gradient`.
+    """
+    ctx = _replica_context()
+    if ctx is None:
+        return value
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(value))
+
+
+def global_masked_mean(total: Any, count: Any) -> Any:
+    """`total / count` summed over the replicas, with a per-replica gradient.
+
+    `total` is this replica's sum of masked losses and `count` its number of
+    labelled elements. The value is the global-batch mean on every replica;
+    the gradient is `num_replicas * d(total) / global_count`, so that after
+    the strategies' division by `num_replicas` and the optimizer's sum over
+    replicas the update equals the single-device one (see module docstring).
+    """
+    ctx = _replica_context()
+    if ctx is None:
+        return tf.math.divide_no_nan(total, count)
+    global_total, global_count = tf.unstack(
+        ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(tf.stack([total, count])))
+    )
+    local = float(ctx.num_replicas_in_sync) * tf.math.divide_no_nan(total, global_count)
+    value = tf.math.divide_no_nan(global_total, global_count)
+    return local + tf.stop_gradient(value - local)
 
 
 @dataclasses.dataclass
@@ -74,6 +141,8 @@ class Weighting(keras.layers.Layer):
 
     #: whether `MultiTaskModel` must record the step on a persistent tape
     needs_persistent_tape: bool = False
+    #: whether `MultiTaskModel` must pass the shared representation
+    needs_representation: bool = False
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -131,9 +200,31 @@ class GradientAggregator(Weighting):
     is a float32 `(num_tasks, num_params)` tensor; the default
     `compute_gradients` materialises the Jacobian of the shared parameters,
     aggregates it and gives task-specific parameters their task's gradient.
+
+    With `rep_grad=True` the Jacobian is taken w.r.t. the shared
+    representation `z` instead (MGDA-UB, Sener & Koltun 2018): one
+    `(num_tasks, batch * dim)` matrix whose columns are the flattened
+    per-sample representation gradients. The aggregated direction on `z` is
+    pulled back through the trunk with one vector-Jacobian product. Much
+    cheaper than the parameter Jacobian when `batch * dim` is small next to
+    the number of shared parameters, but an approximation: the direction is
+    optimal on `z`, not on the parameters. Needs a model with a
+    `representation` (see module docstring).
+
+    Args:
+        rep_grad: aggregate representation gradients instead of parameter
+            gradients.
     """
 
     needs_persistent_tape = True
+
+    def __init__(self, rep_grad: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rep_grad = bool(rep_grad)
+
+    @property
+    def needs_representation(self) -> bool:  # type: ignore[override]
+        return self.rep_grad
 
     def aggregate(self, jacobian: Any) -> Any:
         raise NotImplementedError
@@ -151,8 +242,64 @@ class GradientAggregator(Weighting):
         ridge = 1e-8 * (tf.linalg.trace(gram) + 1.0)
         return tf.linalg.solve(gram + ridge * eye, rhs[:, None])[:, 0]
 
-    def compute_gradients(self, ctx: StepContext) -> tuple[list[Any], Any]:
+    def _shared_from_parameters(
+        self, ctx: StepContext, losses: Any, shared_vars: list[Any], loss_scale: Any
+    ) -> tuple[list[Any], Any]:
+        """Aggregates the (global) parameter Jacobian of the shared variables."""
         from mtl_keras.weighting.jacobian import task_jacobian, unflatten
+
+        # Rows are this replica's share; their sum over replicas is the
+        # global Jacobian, so every replica aggregates the same matrix.
+        jac = replica_sum(task_jacobian(ctx.tape, losses, shared_vars)) / loss_scale
+        direction = self.aggregate(jac)
+        weights = self.effective_weights(jac, direction)
+        # The optimizer sums the replicas' (identical) directions.
+        scale = loss_scale / float(ctx.num_replicas)
+        return unflatten(direction * scale, shared_vars), weights
+
+    def _shared_from_representation(
+        self, ctx: StepContext, losses: Any, objective: Any, shared_vars: list[Any],
+        loss_scale: Any,
+    ) -> tuple[list[Any], Any]:
+        """Aggregates the Jacobian w.r.t. the representation, then one VJP."""
+        from mtl_keras.weighting.jacobian import fill_none, task_jacobian
+
+        rep = ctx.representation
+        if rep is None or isinstance(rep, (list, tuple, dict)):
+            raise ValueError(
+                f"{type(self).__name__}(rep_grad=True) needs a model with one shared "
+                "representation tensor: build it with `representation=<layer name>` "
+                "(e.g. builders.shared_bottom)."
+            )
+        local = task_jacobian(ctx.tape, losses, [rep]) / loss_scale  # (T, local B * dim)
+        jac, offset = local, None
+        replica = _replica_context()
+        if replica is not None:
+            # The global batch's matrix is the replicas' blocks side by side
+            # (MirroredStrategy splits the batch in order).
+            gathered = replica.all_gather(tf.stop_gradient(local), axis=1)
+            jac = tf.reshape(gathered, [losses.shape[0], -1])  # keep T static
+            size = tf.shape(local)[1]
+            offset = tf.cast(replica.replica_id_in_sync_group, tf.int32) * size
+        direction = self.aggregate(jac)
+        weights = self.effective_weights(jac, direction)
+        if offset is not None:
+            direction = direction[offset : offset + tf.shape(local)[1]]
+        upstream = tf.cast(tf.reshape(direction * loss_scale, tf.shape(rep)), rep.dtype)
+        # Each replica pulls back its own block; the optimizer's sum over
+        # replicas then gives the global-batch VJP.
+        grads = ctx.tape.gradient(rep, shared_vars, output_gradients=upstream)
+        missing = [i for i, g in enumerate(grads) if g is None]
+        if missing:
+            # Shared parameters after the representation (or beside it).
+            rest = [shared_vars[i] for i in missing]
+            plain = fill_none(ctx.tape.gradient(objective, rest), rest)
+            for i, g in zip(missing, plain):
+                grads[i] = g
+        return list(grads), weights
+
+    def compute_gradients(self, ctx: StepContext) -> tuple[list[Any], Any]:
+        from mtl_keras.weighting.jacobian import fill_none
 
         with ctx.tape:  # record the scaling so the tape can differentiate it
             losses = ctx.scale_loss(ctx.task_losses / ctx.num_replicas)
@@ -167,10 +314,15 @@ class GradientAggregator(Weighting):
         weights = tf.ones_like(ctx.task_losses)
         if ctx.shared:
             shared_vars = [ctx.variables[i] for i in ctx.shared]
-            jac = task_jacobian(ctx.tape, losses, shared_vars) / loss_scale
-            direction = self.aggregate(jac)
-            weights = self.effective_weights(jac, direction)
-            for i, g in zip(ctx.shared, unflatten(direction * loss_scale, shared_vars)):
+            if self.rep_grad:
+                shared_grads, weights = self._shared_from_representation(
+                    ctx, losses, objective, shared_vars, loss_scale
+                )
+            else:
+                shared_grads, weights = self._shared_from_parameters(
+                    ctx, losses, shared_vars, loss_scale
+                )
+            for i, g in zip(ctx.shared, shared_grads):
                 grads[i] = g
         shared = set(ctx.shared)
         others = [i for i in range(len(ctx.variables)) if i not in shared]
@@ -182,11 +334,11 @@ class GradientAggregator(Weighting):
                 grads[i] = g
         if reg is not None and ctx.shared:
             # Regularization of shared parameters is added after aggregation.
-            reg_grads = ctx.tape.gradient(
-                reg,
-                [ctx.variables[i] for i in ctx.shared],
-                unconnected_gradients=tf.UnconnectedGradients.ZERO,
-            )
+            shared_vars = [ctx.variables[i] for i in ctx.shared]
+            reg_grads = fill_none(ctx.tape.gradient(reg, shared_vars), shared_vars)
             for i, r in zip(ctx.shared, reg_grads):
                 grads[i] = grads[i] + tf.cast(r, grads[i].dtype)
         return grads, weights
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rep_grad": self.rep_grad}
