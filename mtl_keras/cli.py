@@ -90,11 +90,20 @@ def run_demo(
     )
     val_ds = mk.data.from_arrays(val.features, val.labels, batch_size=4096)
     test_ds = mk.data.from_arrays(test.features, batch_size=4096)
+    # A fixed validation batch for the task-to-task gradient-similarity panel.
+    probe = val.take(np.arange(min(len(val), 1024)))
+    steps_per_epoch = -(-len(train) // batch_size)
+    board = TaskTensorBoard(
+        log_dir,
+        update_freq=max(1, steps_per_epoch // 8),
+        gradient_similarity_freq=max(1, steps_per_epoch // 4),
+        similarity_data=(probe.features, probe.labels),
+    )
     model.fit(
         train_ds,
         validation_data=val_ds,
         epochs=epochs,
-        callbacks=[TaskTensorBoard(log_dir)],
+        callbacks=[board],
         shuffle=False,  # the dataset reshuffles every epoch itself
         verbose=verbose,
     )
@@ -106,7 +115,12 @@ def run_demo(
     print("\nTest set (exact AUC):")
     print(_format_table(rows, ["task", "auc", "accuracy", "positive_rate",
                                "predicted_positive_rate", "rows"]))
-    path = export_saved_model(model, export_dir)
+    # Real test rows as TF Serving warm-up requests, and a signature that
+    # serves the income task alone.
+    warmup = {name: values[:4] for name, values in test.features.items()}
+    path = export_saved_model(
+        model, export_dir, signatures={"income_only": ["income"]}, warmup_examples=warmup
+    )
     elapsed = time.time() - started
     print(f"\nSavedModel for TF Serving: {path}")
     print(f"TensorBoard: tensorboard --logdir {os.path.dirname(log_dir.rstrip('/')) or log_dir}")

@@ -51,7 +51,18 @@ def test_quick_demo_trains_reports_and_exports(tmp_path):
     assert out["export_path"].endswith(os.path.join("census_income", "1"))
     assert os.path.exists(os.path.join(out["export_path"], "saved_model.pb"))
     assert out["results"]["never_married"]["auc"] > 0.9
-    assert os.listdir(tmp_path / "runs" / "demo")
+    import tensorflow as tf
+
+    tags = set()
+    for name in os.listdir(tmp_path / "runs" / "demo" / "train"):
+        path = str(tmp_path / "runs" / "demo" / "train" / name)
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(v.tag for v in event.summary.value)
+    for task in ("income", "never_married"):
+        assert {f"{task}/loss", f"{task}/weight", f"{task}/auc"} <= tags
+    assert "gradient_similarity/income_vs_never_married" in tags
+    extra = os.listdir(os.path.join(out["export_path"], "assets.extra"))
+    assert "tf_serving_warmup_requests" in extra
 
 
 @pytest.mark.slow

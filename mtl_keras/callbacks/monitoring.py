@@ -63,7 +63,10 @@ def task_gradients(model: Any, x: Any, y: Any, sample_weight: Any = None) -> np.
         rows.append(
             np.concatenate(
                 [
-                    np.zeros(int(np.prod(v.shape))) if g is None else np.ravel(g).astype("float64")
+                    np.zeros(int(np.prod(v.shape)))
+                    if g is None
+                    # Embedding gradients arrive as IndexedSlices.
+                    else np.ravel(tf.convert_to_tensor(g)).astype("float64")
                     for g, v in zip(grads, variables)
                 ]
             )
