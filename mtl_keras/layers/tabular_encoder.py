@@ -140,7 +140,7 @@ class TabularEncoder(keras.layers.Layer):
         }
 
     def build(self, input_shape: Any) -> None:
-        for name, emb in self.embeddings.items():
+        for emb in self.embeddings.values():
             emb.build((None,))
         self.built = True
 
