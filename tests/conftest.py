@@ -6,11 +6,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import keras
+import numpy as np
+import pytest
 
-import mtl_keras as mk  # noqa: E402
+import mtl_keras as mk
 
 
 def toy_data(n: int = 256, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
