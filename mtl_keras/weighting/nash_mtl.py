@@ -24,8 +24,10 @@ class NashMTL(GradientAggregator):
     the steps stay feasible and converge quadratically) on `G / ||G||_F`,
     then rescaled: `a = a_n / sqrt(||G||_F)`. Then, as in torchjd, if
     `||d|| > max_norm > 0`, a is scaled so that `||d|| = max_norm`.
-    The paper and torchjd reach the same point with a sequence of convex
-    (CCP) programs solved by cvxpy; this closed-loop Newton form traces
+    The paper and torchjd approach the same point with a sequence of convex
+    (CCP) programs solved by cvxpy/ECOS; where that converges the results
+    agree, but it can stop short or fail (torchjd then keeps its previous
+    weights), whereas this Newton form solves the fixed point and traces
     under XLA. When no solution exists (a zero row, or 0 in the convex hull
     of the rows), the iterates grow along the degenerate directions, whose
     contribution to d vanishes; d stays finite.
