@@ -1,0 +1,205 @@
+"""Step time of every weighting strategy relative to `Static` (issue #3).
+
+Same MLP for all: input 64, shared trunk 3 x 256 (ReLU), T linear regression
+heads (T = 3 and 8), batch 256, SGD, `jit_compile=True`. Strategies are
+timed in alternation over rounds (so that load from other processes on a
+shared machine hits all of them alike) and the median per-step time is
+reported. Aggregators run in full-Jacobian mode (both Jacobian methods for
+a few of them) and in `rep_grad` mode.
+
+When torch and torchjd are installed, torchjd's `mtl_backward` +
+`jac_to_grad` on the same MLP and thread count is timed in a separate
+subprocess (importing torch after TensorFlow can crash), and the table shows
+our full-Jacobian step time divided by torchjd's.
+
+    python benchmarks/weighting_speed.py [--quick] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+LOSS_WEIGHTINGS = [
+    "static", "uncertainty", "dwa", "rlw", "famo", "gradnorm", "imtl_l", "geometric_mean",
+]  # fmt: skip
+AGGREGATORS = [
+    "pcgrad", "mgda", "cagrad", "nash_mtl", "imtl_g", "upgrad", "aligned_mtl",
+    "graddrop", "gradvac", "dualproj", "config",
+]  # fmt: skip
+#: aggregators also timed with the other Jacobian method
+METHOD_PROBES = ["upgrad", "mgda"]
+
+# torchjd's names for our aggregators (constructor source, evaluated in torch).
+TORCHJD = {
+    "pcgrad": "PCGrad()", "mgda": "MGDA()", "cagrad": "CAGrad(c=0.5)",
+    "nash_mtl": "NashMTL(n_tasks=T)", "imtl_g": "IMTLG()", "upgrad": "UPGrad()",
+    "aligned_mtl": "AlignedMTL()", "graddrop": "GradDrop()", "gradvac": "GradVac()",
+    "dualproj": "DualProj()", "config": "ConFIG()",
+}  # fmt: skip
+
+TORCH_SCRIPT = textwrap.dedent(
+    """
+    import json, statistics, sys, time
+    import torch
+    from torchjd import aggregation as A
+    from torchjd.autojac import jac_to_grad, mtl_backward
+
+    T, threads, rounds, steps, names = json.loads(sys.argv[1])
+    ctors = json.loads(sys.argv[2])
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    trunk = torch.nn.Sequential(
+        torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
+        torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU())
+    heads = torch.nn.ModuleList(torch.nn.Linear(256, 1) for _ in range(T))
+    params = list(trunk.parameters()) + list(heads.parameters())
+    opt = torch.optim.SGD(params, lr=1e-3)
+    x, y = torch.randn(256, 64), torch.randn(256, T)
+
+    def step(agg):
+        feat = trunk(x)
+        losses = [((h(feat)[:, 0] - y[:, t]) ** 2).mean() for t, h in enumerate(heads)]
+        if agg is None:
+            torch.stack(losses).sum().backward()
+        else:
+            mtl_backward(losses, features=feat)
+            jac_to_grad(list(trunk.parameters()), agg)
+        opt.step()
+        opt.zero_grad()
+
+    aggs = {}
+    for n in names:
+        try:
+            aggs[n] = None if n == "static" else eval("A." + ctors[n], {"A": A, "T": T})
+            for _ in range(3):
+                step(aggs[n])
+        except Exception as e:  # reported as missing
+            print(f"torchjd {n}: {type(e).__name__}: {e}", file=sys.stderr)
+            aggs.pop(n, None)
+    times = {n: [] for n in aggs}
+    for _ in range(rounds):
+        for n, agg in aggs.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step(agg)
+            times[n].append((time.perf_counter() - start) / steps)
+    print("RESULT" + json.dumps({n: statistics.median(v) for n, v in times.items()}))
+    """
+)
+
+
+def _build(num_tasks: int, strategy: Any) -> Any:
+    import keras
+
+    import mtl_keras as mk
+
+    keras.utils.set_random_seed(0)
+    tasks = [mk.Regression(f"t{i}") for i in range(num_tasks)]
+    model = mk.builders.shared_bottom(
+        keras.Input((64,), name="x"), tasks, trunk_units=(256, 256, 256), tower_units=()
+    )
+    model.compile(keras.optimizers.SGD(1e-3), weighting=strategy, jit_compile=True)
+    return model
+
+
+def _variants(num_tasks: int) -> list[tuple[str, str, Any]]:
+    """(label, jacobian method, strategy factory) for every timed setup."""
+    from mtl_keras import weighting
+
+    out: list[tuple[str, str, Any]] = []
+    for name in LOSS_WEIGHTINGS:
+        out.append((name, "pfor", lambda n=name: weighting.STRATEGIES[n]()))
+    for name in AGGREGATORS:
+        out.append((name, "pfor", lambda n=name: weighting.STRATEGIES[n]()))
+        out.append((f"{name}@rep", "pfor", lambda n=name: weighting.STRATEGIES[n](rep_grad=True)))
+    for name in METHOD_PROBES:
+        out.append((f"{name}@loop", "loop", lambda n=name: weighting.STRATEGIES[n]()))
+    return out
+
+
+def time_ours(num_tasks: int, rounds: int, steps: int) -> dict[str, float]:
+    import numpy as np
+    import tensorflow as tf
+
+    from mtl_keras.weighting import jacobian
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 64)).astype("float32")
+    y = {f"t{i}": rng.normal(size=(256,)).astype("float32") for i in range(num_tasks)}
+    data = tf.data.Dataset.from_tensors((x, y)).repeat()
+    runs = {}
+    for label, method, factory in _variants(num_tasks):
+        jacobian.JACOBIAN_METHOD = method  # read while tracing
+        model = _build(num_tasks, factory())
+        model.make_train_function()
+        it = iter(data)
+        for _ in range(3):  # trace, compile, warm up
+            model.train_function(it)
+        runs[label] = (model, it)
+    jacobian.JACOBIAN_METHOD = "pfor"
+    times: dict[str, list[float]] = {label: [] for label in runs}
+    for _ in range(rounds):
+        for label, (model, it) in runs.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                logs = model.train_function(it)
+            float(logs["loss"])  # wait for the last step
+            times[label].append((time.perf_counter() - start) / steps)
+    return {label: statistics.median(v) for label, v in times.items()}
+
+
+def time_torchjd(num_tasks: int, threads: int, rounds: int, steps: int) -> dict[str, float]:
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchjd") is None:
+        return {}
+    args = json.dumps([num_tasks, threads, rounds, steps, ["static", *AGGREGATORS]])
+    out = subprocess.run(
+        [sys.executable, "-c", TORCH_SCRIPT, args, json.dumps(TORCHJD)],
+        capture_output=True, text=True, timeout=3600,
+    )
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT"):
+            return json.loads(line[len("RESULT"):])
+    print(out.stderr[-2000:], file=sys.stderr)
+    return {}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and steps")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tasks", type=int, nargs="+", default=[3, 8])
+    args = parser.parse_args()
+    rounds, steps = (3, 5) if args.quick else (7, 20)
+
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+
+    # One table per T, printed as soon as it is measured.
+    for t in args.tasks:
+        ours = time_ours(t, rounds, steps)
+        theirs = time_torchjd(t, args.threads, rounds, steps)
+        print(f"\nT = {t}: Static {ours['static'] * 1e3:.2f} ms/step", end="")
+        if "static" in theirs:
+            print(f" (torchjd script, plain backward: {theirs['static'] * 1e3:.2f} ms)", end="")
+        print(f"\n\n| strategy | T={t} / Static | T={t} ours / torchjd |\n|---|---|---|")
+        for label, value in ours.items():
+            name = label.split("@")[0]
+            ref = theirs.get(name) if "@" not in label and name in TORCHJD else None
+            ratio = f"{value / ref:.2f}" if ref else ""
+            print(f"| {label} | {value / ours['static']:.2f} | {ratio} |", flush=True)
+
+if __name__ == "__main__":
+    main()
