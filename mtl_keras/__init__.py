@@ -8,6 +8,8 @@ from mtl_keras import (
     evaluation,
     export,
     layers,
+    plots,
+    serving,
     weighting,
 )
 from mtl_keras.incremental import add_tasks
@@ -41,5 +43,7 @@ __all__ = [
     "evaluation",
     "export",
     "layers",
+    "plots",
+    "serving",
     "weighting",
 ]
