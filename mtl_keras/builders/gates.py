@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from mtl_keras.layers.gate import Gate
+from mtl_keras.model import _strings_to_tensors
 
 
 def gate_layers(model: keras.Model) -> dict[str, Gate]:
@@ -74,5 +75,7 @@ def gate_utilisation(
     >>> float(gate_utilisation(model, np.zeros((5, 4)))["a"].sum().round(4))
     1.0
     """
-    weights = gate_model(model).predict(x, batch_size=batch_size, verbose=0)
+    # gate_model is a plain keras.Model: convert raw string features the way
+    # MultiTaskModel.predict does (Keras's array adapter rejects str arrays).
+    weights = gate_model(model).predict(_strings_to_tensors(x), batch_size=batch_size, verbose=0)
     return {key: np.asarray(w).mean(axis=0) for key, w in weights.items()}

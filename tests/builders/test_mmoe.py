@@ -43,6 +43,24 @@ def test_gate_rows_sum_to_one_and_utilisation():
     np.testing.assert_allclose(util["dwell"].sum(), 1.0, atol=1e-6)
 
 
+def test_gate_utilisation_accepts_raw_string_features():
+    # Regression: gate_utilisation predicted with a plain keras.Model, which
+    # rejects NumPy str arrays that MultiTaskModel.predict accepts.
+    rng = np.random.default_rng(0)
+    raw = {
+        "colour": rng.choice(["red", "green", "blue"], 40),
+        "size": rng.normal(size=40).astype("float32"),
+    }
+    encoder = mk.layers.TabularEncoder.adapt(raw, categorical=["colour"], numeric=["size"])
+    keras.utils.set_random_seed(0)
+    model = mk.builders.mmoe(encoder.inputs(), TASKS, encoder=encoder, num_experts=2,
+                             expert_units=(4,), tower_units=())  # fmt: skip
+    model.predict(raw, verbose=0)  # the model itself takes the raw arrays
+    util = gate_utilisation(model, raw, batch_size=16)
+    assert sorted(util) == ["click", "dwell"]
+    np.testing.assert_allclose(util["click"].sum(), 1.0, atol=1e-6)
+
+
 def test_gate_helpers_need_gates():
     model = mk.builders.shared_bottom(keras.Input((8,)), TASKS, trunk_units=(4,))
     with pytest.raises(ValueError, match="no Gate layers"):
