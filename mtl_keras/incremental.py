@@ -8,7 +8,7 @@ from typing import Any
 import keras
 
 from mtl_keras.layers.mlp import MLP
-from mtl_keras.model import MultiTaskModel, _upstream_layers
+from mtl_keras.model import MultiTaskModel, upstream_operations
 from mtl_keras.tasks import Task, validate_tasks
 
 
@@ -29,7 +29,7 @@ def shared_representation(model: MultiTaskModel, representation: str | None = No
         if name not in names:
             raise ValueError(f"Model {model.name!r} has no layer named {name!r}.")
         return model.get_layer(name).output
-    upstream = [_upstream_layers(model._outputs_struct[n]) for n in model.task_names]
+    upstream = [upstream_operations(model._outputs_struct[n]) for n in model.task_names]
     common = set.intersection(*upstream) if len(upstream) > 1 else set()
     shared = [
         layer
@@ -106,7 +106,7 @@ def add_tasks(
     rep = shared_representation(model, representation)
     rep_layer = rep._keras_history[0]
     # Everything the representation depends on is trunk; the rest is per task.
-    trunk_ids = _upstream_layers(rep)
+    trunk_ids = upstream_operations(rep)
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue

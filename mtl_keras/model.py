@@ -15,8 +15,8 @@ from mtl_keras.tasks import Task, validate_tasks
 from mtl_keras.weighting.base import StepContext, Weighting, global_masked_mean
 
 
-def _upstream_layers(tensor: Any) -> set[int]:
-    """ids of the layers a functional output depends on."""
+def upstream_operations(tensor: Any) -> set[int]:
+    """ids of the operations (layers) a functional tensor depends on, its own included."""
     seen: set[int] = set()
     stack = [tensor]
     visited_nodes: set[int] = set()
@@ -136,7 +136,7 @@ class MultiTaskModel(keras.Model):
 
     def _variable_groups(self) -> tuple[list[Any], list[list[Any]]]:
         """Splits layers into shared (used by >1 task) and task-specific."""
-        upstream = [_upstream_layers(self._outputs_struct[n]) for n in self.task_names]
+        upstream = [upstream_operations(self._outputs_struct[n]) for n in self.task_names]
         counts: dict[int, int] = {}
         for ids in upstream:
             for i in ids:

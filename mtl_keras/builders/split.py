@@ -10,7 +10,7 @@ import keras
 from mtl_keras.builders.common import validate_units
 from mtl_keras.layers.mlp import MLP
 from mtl_keras.layers.sequence_pooling import SequencePooling
-from mtl_keras.model import MultiTaskModel
+from mtl_keras.model import MultiTaskModel, upstream_operations
 from mtl_keras.tasks import Task, validate_tasks
 
 
@@ -32,25 +32,6 @@ def _graph_of(backbone: Any) -> keras.Model:
             "have no layer graph to split."
         )
     return graph
-
-
-def _upstream_ops(tensor: Any) -> set[int]:
-    """ids of the operations the tensor depends on (including its own)."""
-    seen: set[int] = set()
-    stack, visited = [tensor], set()
-    while stack:
-        t = stack.pop()
-        history = getattr(t, "_keras_history", None)
-        if history is None:
-            continue
-        op, node_index, _ = history
-        node = op._inbound_nodes[node_index]
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        seen.add(id(op))
-        stack.extend(node.input_tensors)
-    return seen
 
 
 def _clone(op: Any, prefix: str) -> Any:
@@ -149,7 +130,7 @@ def split(
             f"Layer {split_at!r} is used {len(split_layer._inbound_nodes)} times in the "
             "backbone; split at a layer called once."
         )
-    shared_ids = _upstream_ops(split_layer.output)
+    shared_ids = upstream_operations(split_layer.output)
 
     inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name) for t in graph.inputs]
     tensors = {id(ref): new for ref, new in zip(graph.inputs, inputs)}
