@@ -157,6 +157,29 @@ class Weighting(keras.layers.Layer):
     def build_state(self, tasks: list[Task]) -> None:
         """Override to create variables (one per task, etc.)."""
 
+    def add_state(
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        initializer: Any = "zeros",
+        dtype: str = "float32",
+        aggregation: str = "mean",
+    ) -> Any:
+        """A non-trainable state variable (saved, checkpointed, distributed).
+
+        Task losses and Jacobians are global under `tf.distribute` (see the
+        module docstring), so every replica computes the same update; the
+        default "mean" aggregation keeps that value.
+        """
+        return self.add_weight(
+            name=name,
+            shape=shape,
+            initializer=initializer,
+            dtype=dtype,
+            trainable=False,
+            aggregation=aggregation,
+        )
+
     @property
     def num_tasks(self) -> int:
         return len(self.task_names)

@@ -85,21 +85,12 @@ class DWA(LossWeighting):
 
     def build_state(self, tasks: list[Task]) -> None:
         k = len(tasks)
-
-        def state(name: str, shape: tuple[int, ...]) -> Any:
-            # "mean": under tf.distribute each replica adds its own loss;
-            # the variable keeps the cross-replica mean.
-            return self.add_weight(
-                name=name, shape=shape, initializer="zeros", dtype="float32",
-                trainable=False, aggregation="mean",
-            )
-
-        self.loss_sums = state("loss_sums", (k,))
-        self.loss_counts = state("loss_counts", (k,))
-        self.prev_losses = state("prev_losses", (k,))  # L(t-1)
-        self.prev2_losses = state("prev2_losses", (k,))  # L(t-2)
-        self.epochs_seen = state("epochs_seen", ())
-        self.steps_in_epoch = state("steps_in_epoch", ())
+        self.loss_sums = self.add_state("loss_sums", (k,))
+        self.loss_counts = self.add_state("loss_counts", (k,))
+        self.prev_losses = self.add_state("prev_losses", (k,))  # L(t-1)
+        self.prev2_losses = self.add_state("prev2_losses", (k,))  # L(t-2)
+        self.epochs_seen = self.add_state("epochs_seen", ())
+        self.steps_in_epoch = self.add_state("steps_in_epoch", ())
         self._priors = [t.weight for t in tasks]
 
     def dwa_weights(self) -> Any:

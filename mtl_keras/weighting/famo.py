@@ -84,21 +84,12 @@ class FAMO(LossWeighting):
 
     def build_state(self, tasks: list[Task]) -> None:
         k = len(tasks)
-
-        def state(name: str, shape: tuple[int, ...]) -> Any:
-            # "mean": under tf.distribute replicas see different batches;
-            # the variable keeps the cross-replica mean of their updates.
-            return self.add_weight(
-                name=name, shape=shape, initializer="zeros", dtype="float32",
-                trainable=False, aggregation="mean",
-            )
-
-        self.logits = state("logits", (k,))
-        self.prev_log_losses = state("prev_log_losses", (k,))
-        self.prev_labelled = state("prev_labelled", (k,))  # 1 where prev loss was valid
-        self.adam_m = state("adam_m", (k,))
-        self.adam_v = state("adam_v", (k,))
-        self.logit_steps = state("logit_steps", ())
+        self.logits = self.add_state("logits", (k,))
+        self.prev_log_losses = self.add_state("prev_log_losses", (k,))
+        self.prev_labelled = self.add_state("prev_labelled", (k,))  # 1 where prev loss was valid
+        self.adam_m = self.add_state("adam_m", (k,))
+        self.adam_v = self.add_state("adam_v", (k,))
+        self.logit_steps = self.add_state("logit_steps", ())
 
     def _log_losses(self, losses: Any) -> Any:
         return tf.math.log(tf.maximum(losses - self.min_loss, self.epsilon))

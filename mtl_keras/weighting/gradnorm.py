@@ -83,10 +83,7 @@ class GradNorm(LossWeighting):
         self.task_weights = self.add_weight(
             name="task_weights", shape=(len(tasks),), initializer="ones", dtype="float32"
         )
-        self.initial_losses = self.add_weight(
-            name="initial_losses", shape=(len(tasks),), initializer="zeros",
-            dtype="float32", trainable=False, aggregation="mean",
-        )
+        self.initial_losses = self.add_state("initial_losses", (len(tasks),))
 
     def normalized_weights(self) -> Any:
         """`T * w / sum(w)` with `w` floored at `min_weight`."""
