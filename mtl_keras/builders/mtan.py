@@ -11,7 +11,7 @@ from mtl_keras.builders.common import validate_units
 from mtl_keras.layers.mlp import MLP
 from mtl_keras.layers.sequence_pooling import SequencePooling
 from mtl_keras.layers.task_attention import TaskAttention
-from mtl_keras.layers.trunk_unit import UNIT_KINDS, TrunkUnit
+from mtl_keras.layers.trunk_unit import UNIT_KINDS, TrunkUnit, _check_momentum
 from mtl_keras.model import MultiTaskModel
 from mtl_keras.tasks import Task, validate_tasks
 
@@ -32,6 +32,7 @@ def mtan(
     pool: bool | None = None,
     tower_units: Sequence[int] = (),
     dropout: float = 0.0,
+    batch_norm_momentum: float = 0.9,
     encoder: keras.layers.Layer | None = None,
     name: str = "mtan",
 ) -> MultiTaskModel:
@@ -61,6 +62,11 @@ def mtan(
         tower_units: widths of each task's MLP tower after the attended
             features.
         dropout: dropout rate in the towers.
+        batch_norm_momentum: momentum of the moving statistics of every batch
+            norm in the trunk and attention modules. The default 0.9 (PyTorch's,
+            as in the original MTAN code) suits short trainings; Keras' 0.99
+            leaves the inference-mode statistics far from the training-mode
+            ones after a few hundred steps (near-chance predictions).
         encoder: optional layer mapping `inputs` to the trunk's input, e.g.
             `keras.layers.Embedding(vocab_size, 32)` for token ids.
         name: model name.
@@ -87,6 +93,7 @@ def mtan(
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
         raise ValueError(f"`kernel_size` must be a positive integer, got {kernel_size!r}.")
     validate_units(tower_units, "tower_units", allow_empty=True)
+    bn = {"batch_norm_momentum": _check_momentum(batch_norm_momentum, "mtan")}
     if pool is None:
         pool = trunk == "conv2d"
     for task in tasks:
@@ -122,19 +129,23 @@ def mtan(
     attended: dict[str, Any] = {}
     last = len(filters) - 1
     for j, f in enumerate(filters):
-        u = TrunkUnit(trunk, f, kernel_size, name=f"block{j}_unit0")(x)
-        p = TrunkUnit(trunk, f, kernel_size, name=f"block{j}_unit1")(u)
+        u = TrunkUnit(trunk, f, kernel_size, **bn, name=f"block{j}_unit0")(x)
+        p = TrunkUnit(trunk, f, kernel_size, **bn, name=f"block{j}_unit1")(u)
         for task in tasks:
             att_in = (
                 u
                 if j == 0
                 else keras.layers.Concatenate(name=f"{task.name}_concat_{j}")([u, prev[task.name]])
             )
-            mask = TaskAttention(f, name=_mask_layer_name(task.name, j))(att_in)
+            mask = TaskAttention(f, **bn, name=_mask_layer_name(task.name, j))(att_in)
             feat = keras.layers.Multiply(name=f"{task.name}_attended_{j}")([mask, p])
             if j < last:
                 nxt = TrunkUnit(
-                    match_kind, filters[j + 1], kernel_size, name=f"{task.name}_match_{j}"
+                    match_kind,
+                    filters[j + 1],
+                    kernel_size,
+                    **bn,
+                    name=f"{task.name}_match_{j}",
                 )(feat)
                 prev[task.name] = pool_layer(2, padding="same")(nxt) if pool else nxt
             else:

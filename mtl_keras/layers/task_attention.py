@@ -6,6 +6,8 @@ from typing import Any
 
 import keras
 
+from mtl_keras.layers.trunk_unit import _check_momentum
+
 
 @keras.saving.register_keras_serializable(package="mtl_keras")
 class TaskAttention(keras.layers.Layer):
@@ -21,6 +23,8 @@ class TaskAttention(keras.layers.Layer):
     Args:
         channels: channels of the mask (= channels of the features it gates).
         batch_norm: batch normalization between the two projections.
+        batch_norm_momentum: momentum of its moving statistics; 0.9 by
+            default, see `TrunkUnit`.
 
     Example:
     >>> import numpy as np
@@ -29,7 +33,13 @@ class TaskAttention(keras.layers.Layer):
     (2, 4, 4, 8)
     """
 
-    def __init__(self, channels: int, batch_norm: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        channels: int,
+        batch_norm: bool = True,
+        batch_norm_momentum: float = 0.9,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(
@@ -37,8 +47,13 @@ class TaskAttention(keras.layers.Layer):
             )
         self.channels = channels
         self.batch_norm = bool(batch_norm)
+        self.batch_norm_momentum = _check_momentum(batch_norm_momentum, "TaskAttention")
         self.proj = keras.layers.Dense(channels, use_bias=not batch_norm, name="proj")
-        self.norm = keras.layers.BatchNormalization(name="bn") if batch_norm else None
+        self.norm = (
+            keras.layers.BatchNormalization(momentum=self.batch_norm_momentum, name="bn")
+            if batch_norm
+            else None
+        )
         self.gate = keras.layers.Dense(channels, activation="sigmoid", name="gate")
 
     def build(self, input_shape: Any) -> None:
@@ -60,4 +75,9 @@ class TaskAttention(keras.layers.Layer):
         return tuple(input_shape)[:-1] + (self.channels,)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "channels": self.channels, "batch_norm": self.batch_norm}
+        return {
+            **super().get_config(),
+            "channels": self.channels,
+            "batch_norm": self.batch_norm,
+            "batch_norm_momentum": self.batch_norm_momentum,
+        }
