@@ -132,3 +132,48 @@ class BoxIoU(keras.metrics.Mean):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "box_format": self.box_format}
+
+
+@keras.saving.register_keras_serializable(package="mtl_keras")
+class BoxHead(keras.layers.Layer):
+    """Output layer of a `BoxRegression` task: always a valid box.
+
+    Dense(4, sigmoid) keeps every coordinate in [0, 1]; in "xyxy" format the
+    two corners are then sorted, so a served prediction never has x1 > x2 or
+    y1 > y2 (the loss alone would accept swapped corners and leave them in
+    the output). Computes in float32 under mixed precision.
+
+    Args:
+        box_format: see `to_xyxy`.
+
+    Example:
+    >>> import numpy as np
+    >>> BoxHead(name="box")(np.ones((2, 3), "float32")).shape
+    (2, 4)
+    """
+
+    def __init__(self, box_format: str = "xyxy", **kwargs: Any) -> None:
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.box_format = validate_box_format(box_format)
+        self.dense = keras.layers.Dense(4, activation="sigmoid", dtype="float32", name="dense")
+
+    def build(self, input_shape: Any) -> None:
+        self.dense.build(input_shape)
+        self.built = True
+
+    def call(self, x: Any) -> Any:
+        boxes = self.dense(tf.cast(x, tf.float32))
+        if self.box_format != "xyxy":
+            return boxes
+        x1, y1, x2, y2 = tf.unstack(boxes, axis=-1)
+        return tf.stack(
+            [tf.minimum(x1, x2), tf.minimum(y1, y2), tf.maximum(x1, x2), tf.maximum(y1, y2)],
+            axis=-1,
+        )
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return (*tuple(input_shape)[:-1], 4)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "box_format": self.box_format}

@@ -25,7 +25,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from mtl_keras.boxes import BOX_FORMATS, BoxIoU, BoxLoss
+from mtl_keras.boxes import BOX_FORMATS, BoxHead, BoxIoU, BoxLoss
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _RESERVED_NAMES = {"loss", "weights", "outputs", "inputs"}
@@ -496,8 +496,8 @@ _BOX_LOSSES = ("giou", "iou")
 class BoxRegression(Task):
     """One bounding box per row, in normalized coordinates.
 
-    Head: Dense(4, sigmoid) so every coordinate lies in [0, 1]; in "xyxy"
-    format swapped corners are reordered before the loss, so any output is a
+    Head: `boxes.BoxHead`, Dense(4, sigmoid) so every coordinate lies in
+    [0, 1], with the corners sorted in "xyxy" format, so every output is a
     valid box. Default loss: `1 - GIoU` (`loss="giou"`) or `1 - IoU`
     (`loss="iou"`; no gradient for non-overlapping boxes); any other Keras
     loss is accepted too (e.g. "huber"). Metric: mean IoU. Missing label: a
@@ -541,6 +541,9 @@ class BoxRegression(Task):
     @property
     def units(self) -> int:
         return 4
+
+    def output_layer(self, name: str | None = None) -> keras.layers.Layer:
+        return BoxHead(self.box_format, name=name or self.name)
 
     def default_loss(self) -> Any:
         return BoxLoss("giou", self.box_format)

@@ -211,3 +211,23 @@ def test_box_regression_argument_errors(kwargs, match):
         mk.BoxRegression("box", **kwargs)
     with pytest.raises(ValueError, match="kind"):
         BoxLoss("l1")
+
+
+def test_box_head_outputs_valid_boxes_and_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 5)).astype("float32")
+    task = mk.BoxRegression("box")
+    model = mk.builders.shared_bottom(
+        keras.Input((5,)), [task], trunk_units=(8,), tower_units=()
+    )
+    model.compile("adam")
+    boxes = model.predict(x * 10, verbose=0)["box"]
+    assert boxes.shape == (64, 4)
+    assert (boxes >= 0).all() and (boxes <= 1).all()
+    assert (boxes[:, 0] <= boxes[:, 2]).all() and (boxes[:, 1] <= boxes[:, 3]).all()
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    np.testing.assert_array_equal(
+        keras.saving.load_model(path).predict(x, verbose=0)["box"],
+        model.predict(x, verbose=0)["box"],
+    )
