@@ -29,10 +29,10 @@ demo: install
 	$(VENV)/bin/mtl-keras demo
 
 test: install
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n auto
 
 test-fast: install
-	$(VENV)/bin/pytest -q -m "not slow"
+	$(VENV)/bin/pytest -q -n auto -m "not slow"
 
 lint: install
 	$(VENV)/bin/ruff check mtl_keras tests benchmarks tutorials
