@@ -57,9 +57,13 @@ class MGDA(GradientAggregator):
             g_alpha = tf.linalg.matvec(gram, alpha)
             t = tf.argmin(g_alpha, output_type=tf.int32)
             e_t = tf.one_hot(t, m, dtype=gram.dtype)
-            a = tf.tensordot(alpha, tf.gather(gram, t), 1)
+            row = tf.gather(gram, t)
+            a = tf.tensordot(alpha, row, 1)
             b = tf.tensordot(alpha, g_alpha, 1)
-            c = gram[t, t]
+            # Not `gram[t, t]`: XLA needs a strided slice's bounds at compile
+            # time, which would constant-fold the whole step (a recompilation
+            # per step). A gather takes a run-time index.
+            c = tf.gather(row, t)
             denom = b + c - 2.0 * a
             safe = tf.where(denom > 0, denom, tf.ones_like(denom))
             gamma = tf.where(c <= a, 1.0, tf.where(b <= a, 0.0, (b - a) / safe))
