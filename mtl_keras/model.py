@@ -392,7 +392,9 @@ class MultiTaskModel(keras.Model):
         strategy = self.weighting
         with tf.GradientTape(persistent=strategy.needs_persistent_tape) as tape:
             representation = None
-            if strategy.needs_representation:
+            if strategy.needs_representation or (
+                strategy.uses_representation and self.representation is not None
+            ):
                 y_pred, representation = self._call_with_representation(x)
             else:
                 y_pred = self(x, training=True)

@@ -56,7 +56,7 @@ class AlignedMTL(GradientAggregator):
         self.pref_vector = None if pref_vector is None else [float(p) for p in pref_vector]
         self.scale_mode = scale_mode
 
-    def aggregate(self, jacobian: Any) -> Any:
+    def combination(self, jacobian: Any) -> Any:
         m = _ops.static_num_tasks(jacobian, "AlignedMTL")
         pref = _preference(self.pref_vector, m, "AlignedMTL")
         gram = tf.cast(_ops.gramian(jacobian), tf.float64)
@@ -79,7 +79,7 @@ class AlignedMTL(GradientAggregator):
             vec * inv_sqrt[None, :], vec, transpose_b=True
         )
         balance = tf.where(rank > 0, balance, tf.eye(m, dtype=tf.float64))
-        return _ops.combine(tf.linalg.matvec(balance, pref), jacobian)
+        return tf.linalg.matvec(balance, pref)
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -25,9 +25,11 @@ builders set it). The contract: every task output depends on the shared
 parameters only through that one layer output `z`, i.e. the layer is the last
 shared step before the task-specific towers, it is called once in the graph
 and its output is a single tensor. When a strategy's `needs_representation`
-is True, `train_step` runs the model so that `z` is recorded on the tape and
-passes it as `ctx.representation`; shared parameters that `z` does not depend
-on get the plain sum-of-losses gradient.
+is True (or `uses_representation` is and the model has one), `train_step`
+runs the model so that `z` is recorded on the tape and passes it as
+`ctx.representation`. In `rep_grad` mode, shared parameters that `z` does
+not depend on get the plain sum-of-losses gradient; full-Jacobian
+aggregators use `z` only to compute the same Jacobian faster.
 
 Distribution (`tf.distribute`). Keras' optimizer *sums* the gradients of the
 replicas. The model computes each task loss with `global_masked_mean`: its
@@ -143,6 +145,9 @@ class Weighting(keras.layers.Layer):
     needs_persistent_tape: bool = False
     #: whether `MultiTaskModel` must pass the shared representation
     needs_representation: bool = False
+    #: whether the strategy uses the representation when the model has one
+    #: (aggregators: the parameter Jacobian by the chain rule through it)
+    uses_representation: bool = False
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -219,10 +224,15 @@ class LossWeighting(Weighting):
 class GradientAggregator(Weighting):
     """A strategy that combines per-task gradients of the shared parameters.
 
-    Subclasses implement `aggregate(jacobian) -> direction` where `jacobian`
-    is a float32 `(num_tasks, num_params)` tensor; the default
-    `compute_gradients` materialises the Jacobian of the shared parameters,
-    aggregates it and gives task-specific parameters their task's gradient.
+    Subclasses implement `combination(jacobian) -> weights` when the
+    direction is `weights @ jacobian` (most methods: the weights come from
+    the small Gramian and are what gets logged), or else
+    `aggregate(jacobian) -> direction`; `jacobian` is a float32
+    `(num_tasks, num_params)` tensor. The default `compute_gradients`
+    materialises the Jacobian of the shared parameters (by the chain rule
+    through the model's shared representation when it has one: each task
+    tower is differentiated once, the trunk once for all tasks), aggregates
+    it and gives task-specific parameters their task's gradient.
 
     With `rep_grad=True` the Jacobian is taken w.r.t. the shared
     representation `z` instead (MGDA-UB, Sener & Koltun 2018): one
@@ -240,6 +250,7 @@ class GradientAggregator(Weighting):
     """
 
     needs_persistent_tape = True
+    uses_representation = True
 
     def __init__(self, rep_grad: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -249,8 +260,31 @@ class GradientAggregator(Weighting):
     def needs_representation(self) -> bool:  # type: ignore[override]
         return self.rep_grad
 
+    #: whether the direction is a combination `w @ J` of the task gradients
+    #: given by `combination` (then `w` is logged as the task weights);
+    #: aggregators that are not (GradDrop) override `aggregate` instead.
+    is_combination: bool = True
+
     def aggregate(self, jacobian: Any) -> Any:
-        raise NotImplementedError
+        """The update direction `(num_params,)` for a `(num_tasks, num_params)` Jacobian."""
+        from mtl_keras.weighting import _ops
+
+        return _ops.combine(self.combination(jacobian), jacobian)
+
+    def combination(self, jacobian: Any) -> Any:
+        """The weights `w` (num_tasks,) of the direction `w @ jacobian`."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither `combination` "
+                                  "nor `aggregate`.")
+
+    def direction_and_weights(self, jacobian: Any) -> tuple[Any, Any]:
+        """(direction, float32 per-task weights to log) for one Jacobian."""
+        from mtl_keras.weighting import _ops
+
+        if self.is_combination:
+            weights = self.combination(jacobian)
+            return _ops.combine(weights, jacobian), tf.cast(weights, tf.float32)
+        direction = self.aggregate(jacobian)
+        return direction, self.effective_weights(jacobian, direction)
 
     def combine(self, task_losses: Any, training: bool = False) -> tuple[Any, Any]:
         weights = tf.ones_like(task_losses)
@@ -258,7 +292,7 @@ class GradientAggregator(Weighting):
 
     def effective_weights(self, jacobian: Any, direction: Any) -> Any:
         """Per-task weights w such that direction ~ w @ jacobian (least squares),
-        logged as `<task>_weight`."""
+        logged as `<task>_weight` for aggregators that are no combination."""
         gram = tf.matmul(jacobian, jacobian, transpose_b=True)
         rhs = tf.linalg.matvec(jacobian, direction)
         eye = tf.eye(tf.shape(gram)[0], dtype=gram.dtype)
@@ -273,9 +307,9 @@ class GradientAggregator(Weighting):
 
         # Rows are this replica's share; their sum over replicas is the
         # global Jacobian, so every replica aggregates the same matrix.
-        jac = replica_sum(task_jacobian(ctx.tape, losses, shared_vars)) / loss_scale
-        direction = self.aggregate(jac)
-        weights = self.effective_weights(jac, direction)
+        local = task_jacobian(ctx.tape, losses, shared_vars, representation=ctx.representation)
+        jac = replica_sum(local) / loss_scale
+        direction, weights = self.direction_and_weights(jac)
         # The optimizer sums the replicas' (identical) directions.
         scale = loss_scale / float(ctx.num_replicas)
         return unflatten(direction * scale, shared_vars), weights
@@ -285,7 +319,7 @@ class GradientAggregator(Weighting):
         loss_scale: Any,
     ) -> tuple[list[Any], Any]:
         """Aggregates the Jacobian w.r.t. the representation, then one VJP."""
-        from mtl_keras.weighting.jacobian import fill_none, task_jacobian
+        from mtl_keras.weighting.jacobian import fill_none, representation_jacobian
 
         rep = ctx.representation
         if rep is None or isinstance(rep, (list, tuple, dict)):
@@ -294,18 +328,19 @@ class GradientAggregator(Weighting):
                 "representation tensor: build it with `representation=<layer name>` "
                 "(e.g. builders.shared_bottom)."
             )
-        local = task_jacobian(ctx.tape, losses, [rep]) / loss_scale  # (T, local B * dim)
+        num_tasks = losses.shape[0]
+        local = representation_jacobian(ctx.tape, losses, rep)
+        local = tf.reshape(tf.cast(local, tf.float32), [num_tasks, -1]) / loss_scale
         jac, offset = local, None
         replica = _replica_context()
         if replica is not None:
             # The global batch's matrix is the replicas' blocks side by side
             # (MirroredStrategy splits the batch in order).
             gathered = replica.all_gather(tf.stop_gradient(local), axis=1)
-            jac = tf.reshape(gathered, [losses.shape[0], -1])  # keep T static
+            jac = tf.reshape(gathered, [num_tasks, -1])  # keep T static
             size = tf.shape(local)[1]
             offset = tf.cast(replica.replica_id_in_sync_group, tf.int32) * size
-        direction = self.aggregate(jac)
-        weights = self.effective_weights(jac, direction)
+        direction, weights = self.direction_and_weights(jac)
         if offset is not None:
             direction = direction[offset : offset + tf.shape(local)[1]]
         upstream = tf.cast(tf.reshape(direction * loss_scale, tf.shape(rep)), rep.dtype)

@@ -42,7 +42,7 @@ class ConFIG(GradientAggregator):
         super().__init__(**kwargs)
         self.pref_vector = None if pref_vector is None else [float(p) for p in pref_vector]
 
-    def aggregate(self, jacobian: Any) -> Any:
+    def combination(self, jacobian: Any) -> Any:
         m = _ops.static_num_tasks(jacobian, "ConFIG")
         if self.pref_vector is None:
             pref = tf.ones([m], tf.float64)
@@ -52,15 +52,21 @@ class ConFIG(GradientAggregator):
             )
         else:
             pref = tf.constant(self.pref_vector, tf.float64)
-        norms = tf.norm(jacobian, axis=1, keepdims=True)
-        units = tf.where(norms > 0, jacobian / tf.where(norms > 0, norms, 1.0), 0.0)
+        # Everything from the Gramian G = J J^T (one pass over J): with row
+        # norms n, the unit rows' Gramian is G / (n n^T); `best = U^T c =
+        # J^T (c / n)`, `||best||^2 = c'^T G c'` and `sum_i g_i . best =
+        # 1^T G c'` with `c' = c / n`.
+        gram = tf.cast(_ops.gramian(jacobian), tf.float64)
+        norms = tf.sqrt(tf.maximum(tf.linalg.diag_part(gram), 0.0))
+        inv = tf.where(norms > 0, 1.0 / tf.where(norms > 0, norms, 1.0), 0.0)
+        unit_gram = gram * inv[:, None] * inv[None, :]
         n = jacobian.shape[1] if jacobian.shape[1] is not None else tf.shape(jacobian)[1]
         rtol = (tf.cast(tf.maximum(n, m), tf.float64) * _ops.EPS32) ** 2
-        coeffs = tf.linalg.matvec(_ops.psd_pinv(_ops.gramian(units), rtol), pref)
-        best = _ops.combine(coeffs, units)
-        unit = best / tf.maximum(tf.norm(best), 1e-12)
-        length = tf.reduce_sum(tf.linalg.matvec(jacobian, unit))
-        return length * unit
+        coeffs = tf.linalg.matvec(_ops.psd_pinv(unit_gram, rtol), pref) * inv
+        g_coeffs = tf.linalg.matvec(gram, coeffs)
+        sq_norm = tf.maximum(tf.reduce_sum(coeffs * g_coeffs), 1e-24)
+        # d = (sum_i g_i . e) e with e = best / max(||best||, 1e-12).
+        return coeffs * (tf.reduce_sum(g_coeffs) / sq_norm)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "pref_vector": self.pref_vector}

@@ -52,13 +52,13 @@ class DualProj(GradientAggregator):
         if self.norm_eps < 0 or self.reg_eps < 0:
             raise ValueError("DualProj: `norm_eps` and `reg_eps` must be >= 0.")
 
-    def aggregate(self, jacobian: Any) -> Any:
+    def combination(self, jacobian: Any) -> Any:
         m = _ops.static_num_tasks(jacobian, "DualProj")
         pref = _preference(self.pref_vector, m, "DualProj")
         gram = _ops.normalize_gramian(_ops.gramian(jacobian), self.norm_eps)
         gram = tf.cast(gram, tf.float64) + self.reg_eps * tf.eye(m, dtype=tf.float64)
         weights = _ops.dual_cone_weights(gram, pref[:, None])[:, 0]
-        return _ops.combine(weights, jacobian)
+        return weights
 
     def get_config(self) -> dict[str, Any]:
         return {

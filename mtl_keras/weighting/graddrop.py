@@ -41,6 +41,8 @@ class GradDrop(GradientAggregator):
     >>> strategy = weighting.GradDrop(seed=0)
     """
 
+    is_combination = False  # a per-coordinate choice, not w @ J
+
     def __init__(
         self, leak: list[float] | None = None, seed: int | None = None, **kwargs: Any
     ) -> None:

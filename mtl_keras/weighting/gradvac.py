@@ -76,7 +76,7 @@ class GradVac(GradientAggregator):
         )
         self.rng_state = _ops.make_rng_state(self, self.seed, "rng_state")
 
-    def aggregate(self, jacobian: Any) -> Any:
+    def combination(self, jacobian: Any) -> Any:
         m = _ops.static_num_tasks(jacobian, "GradVac")
         if not hasattr(self, "targets"):
             raise ValueError("GradVac keeps state: call `build_for_tasks(tasks)` first.")
@@ -113,7 +113,7 @@ class GradVac(GradientAggregator):
                 )
             total = total + coeffs
         self.targets.assign(targets)
-        return _ops.combine(total, jacobian)
+        return total
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -33,7 +33,7 @@ class IMTLG(GradientAggregator):
     >>> strategy = weighting.IMTLG()
     """
 
-    def aggregate(self, jacobian: Any) -> Any:
+    def combination(self, jacobian: Any) -> Any:
         m = _ops.static_num_tasks(jacobian, "IMTLG")
         gram = _ops.gramian(jacobian)
         norms = tf.sqrt(tf.maximum(tf.cast(tf.linalg.diag_part(gram), tf.float64), 0.0))
@@ -42,4 +42,4 @@ class IMTLG(GradientAggregator):
         total = tf.reduce_sum(v)
         small = tf.abs(total) < 1e-12
         weights = tf.where(small, tf.zeros_like(v), v / tf.where(small, tf.ones_like(total), total))
-        return _ops.combine(weights, jacobian)
+        return weights

@@ -55,8 +55,68 @@ def _pfor_jacobian(tape: tf.GradientTape, task_losses: Any, variables: list[Any]
     )
 
 
+def representation_jacobian(tape: tf.GradientTape, task_losses: Any, representation: Any) -> Any:
+    """Per-task gradients w.r.t. the shared representation, `(T,) + z.shape`.
+
+    One backward pass per task: task t's loss reaches z only through its own
+    tower, so each pass touches one tower. (A vectorised `tape.jacobian`
+    would push all T cotangents through all T towers, T times the work.)
+    """
+    with tape:
+        per_task = tf.unstack(task_losses, num=task_losses.shape[0])
+    rows = []
+    for loss in per_task:
+        g = tape.gradient(loss, representation)
+        rows.append(tf.zeros_like(representation) if g is None else g)
+    return tf.stack(rows, axis=0)
+
+
+def _chain_jacobian(
+    tape: tf.GradientTape, task_losses: Any, variables: list[Any], representation: Any,
+    method: str,
+) -> Any:
+    """`J = J_z dz/dθ`: the task gradients on z pulled back through the trunk.
+
+    torchjd's `mtl_backward` order: the towers are differentiated once per
+    task (`representation_jacobian`), the trunk once for all T cotangents
+    (vectorised with pfor, or one VJP per task with "loop"). Parameters z
+    does not depend on are differentiated directly.
+    """
+    jz = representation_jacobian(tape, task_losses, representation)
+    num_tasks = task_losses.shape[0]
+    unconnected: list[int] = []
+
+    def pullback(cotangent: Any) -> list[Any]:
+        grads = tape.gradient(representation, variables, output_gradients=cotangent)
+        unconnected[:] = [i for i, g in enumerate(grads) if g is None]
+        return [tf.reshape(tf.cast(g, tf.float32), [-1]) for g in fill_none(grads, variables)]
+
+    if method == "pfor":
+        blocks = tf.vectorized_map(pullback, jz)  # traces `pullback` once
+        rows = tf.concat(blocks, axis=1)
+    else:
+        rows = tf.stack([tf.concat(pullback(jz[t]), axis=0) for t in range(num_tasks)], axis=0)
+    if not unconnected:
+        return rows
+    # Shared parameters beside the representation: their own Jacobian.
+    rest = [variables[i] for i in unconnected]
+    direct = tf.split(task_jacobian(tape, task_losses, rest, method), _sizes(rest), axis=1)
+    parts = tf.split(rows, _sizes(variables), axis=1)
+    for i, block in zip(unconnected, direct):
+        parts[i] = block
+    return tf.concat(parts, axis=1)
+
+
+def _sizes(variables: list[Any]) -> list[int]:
+    return [int(v.shape.num_elements()) for v in variables]
+
+
 def task_jacobian(
-    tape: tf.GradientTape, task_losses: Any, variables: list[Any], method: str | None = None
+    tape: tf.GradientTape,
+    task_losses: Any,
+    variables: list[Any],
+    method: str | None = None,
+    representation: Any = None,
 ) -> Any:
     """Jacobian of `task_losses` (num_tasks,) w.r.t. `variables` (parameters or
     tensors recorded on the tape), flattened to float32 `(num_tasks, size)`.
@@ -73,6 +133,13 @@ def task_jacobian(
         raise ValueError(f"Unknown Jacobian method {method!r}; expected 'pfor' or 'loop'.")
     if task_losses.shape[0] is None:
         raise ValueError("task_jacobian needs a static number of tasks.")
+    if representation is not None:
+        try:
+            return _chain_jacobian(tape, task_losses, variables, representation, method)
+        except (ValueError, TypeError, NotImplementedError, tf.errors.OpError):
+            if method != "pfor":
+                raise
+            return _chain_jacobian(tape, task_losses, variables, representation, "loop")
     if method == "pfor":
         try:
             return _pfor_jacobian(tape, task_losses, variables)

@@ -48,7 +48,7 @@ class MGDA(GradientAggregator):
         self.epsilon = float(epsilon)
         self.max_iters = int(max_iters)
 
-    def aggregate(self, jacobian: Any) -> Any:
+    def combination(self, jacobian: Any) -> Any:
         m = _ops.static_num_tasks(jacobian, "MGDA")
         gram = _ops.gramian(jacobian)
         alpha0 = tf.fill([m], tf.constant(1.0 / m, gram.dtype))
@@ -76,7 +76,7 @@ class MGDA(GradientAggregator):
             body,
             (tf.constant(0), alpha0, tf.constant(False)),
         )
-        return _ops.combine(alpha, jacobian)
+        return alpha
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "epsilon": self.epsilon, "max_iters": self.max_iters}

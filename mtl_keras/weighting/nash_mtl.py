@@ -112,7 +112,7 @@ class NashMTL(GradientAggregator):
             )
         return a / tf.sqrt(safe_scale)
 
-    def aggregate(self, jacobian: Any) -> Any:
+    def combination(self, jacobian: Any) -> Any:
         _ops.static_num_tasks(jacobian, "NashMTL")
         if not hasattr(self, "alpha"):
             raise ValueError("NashMTL keeps state: call `build_for_tasks(tasks)` first.")
@@ -130,7 +130,7 @@ class NashMTL(GradientAggregator):
             quad = tf.reduce_sum(alpha * tf.linalg.matvec(tf.cast(gram, tf.float64), alpha))
             norm = tf.sqrt(tf.maximum(quad, 0.0))
             alpha = tf.where(norm > self.max_norm, alpha * (self.max_norm / norm), alpha)
-        return _ops.combine(alpha, jacobian)
+        return alpha
 
     def get_config(self) -> dict[str, Any]:
         return {

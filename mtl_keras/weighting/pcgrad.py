@@ -48,7 +48,7 @@ class PCGrad(GradientAggregator):
     def build_state(self, tasks: list[Task]) -> None:
         self.rng_state = _ops.make_rng_state(self, self.seed, "rng_state")
 
-    def aggregate(self, jacobian: Any) -> Any:
+    def combination(self, jacobian: Any) -> Any:
         m = _ops.static_num_tasks(jacobian, "PCGrad")
         gram = _ops.gramian(jacobian)
         keys = None
@@ -70,7 +70,7 @@ class PCGrad(GradientAggregator):
                 step = tf.where(conflict, -inner / tf.where(conflict, gjj, 1.0), 0.0)
                 coeffs = coeffs + step * tf.one_hot(j, m, dtype=gram.dtype)
             total = total + coeffs
-        return _ops.combine(total, jacobian)
+        return total
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "random_order": self.random_order, "seed": self.seed}

@@ -58,13 +58,13 @@ class UPGrad(GradientAggregator):
         if self.norm_eps < 0 or self.reg_eps < 0:
             raise ValueError("UPGrad: `norm_eps` and `reg_eps` must be >= 0.")
 
-    def aggregate(self, jacobian: Any) -> Any:
+    def combination(self, jacobian: Any) -> Any:
         m = _ops.static_num_tasks(jacobian, "UPGrad")
         pref = _preference(self.pref_vector, m, "UPGrad")
         gram = _ops.normalize_gramian(_ops.gramian(jacobian), self.norm_eps)
         gram = tf.cast(gram, tf.float64) + self.reg_eps * tf.eye(m, dtype=tf.float64)
         solutions = _ops.dual_cone_weights(gram, tf.linalg.diag(pref))
-        return _ops.combine(tf.reduce_sum(solutions, axis=1), jacobian)
+        return tf.reduce_sum(solutions, axis=1)
 
     def get_config(self) -> dict[str, Any]:
         return {
