@@ -2,10 +2,11 @@
 
 Same MLP for all: input 64, shared trunk 3 x 256 (ReLU), T linear regression
 heads (T = 3 and 8), batch 256, SGD, `jit_compile=True`. Strategies are
-timed in alternation over rounds (so that load from other processes on a
-shared machine hits all of them alike) and the median per-step time is
-reported. Aggregators run in full-Jacobian mode (both Jacobian methods for
-a few of them) and in `rep_grad` mode.
+timed in alternation over rounds, in a new random order every round (so
+that load from other processes, and whatever the previous model left behind,
+hits all of them alike); the ratio to `Static` is taken within each round
+and its median over rounds is reported. Aggregators run in full-Jacobian
+mode (both Jacobian methods for a few of them) and in `rep_grad` mode.
 
 When torch and torchjd are installed, torchjd's `mtl_backward` +
 `jac_to_grad` on the same MLP and thread count is timed in a separate
@@ -50,7 +51,7 @@ TORCHJD = {
 
 TORCH_SCRIPT = textwrap.dedent(
     """
-    import json, statistics, sys, time
+    import json, random, statistics, sys, time
     import torch
     from torchjd import aggregation as A
     from torchjd.autojac import jac_to_grad, mtl_backward
@@ -88,8 +89,11 @@ TORCH_SCRIPT = textwrap.dedent(
             print(f"torchjd {n}: {type(e).__name__}: {e}", file=sys.stderr)
             aggs.pop(n, None)
     times = {n: [] for n in aggs}
+    order, rng = list(aggs), random.Random(1)
     for _ in range(rounds):
-        for n, agg in aggs.items():
+        rng.shuffle(order)
+        for n in order:
+            agg = aggs[n]
             start = time.perf_counter()
             for _ in range(steps):
                 step(agg)
@@ -128,7 +132,9 @@ def _variants(num_tasks: int) -> list[tuple[str, str, Any]]:
     return out
 
 
-def time_ours(num_tasks: int, rounds: int, steps: int) -> dict[str, float]:
+def time_ours(
+    num_tasks: int, rounds: int, steps: int
+) -> tuple[dict[str, float], dict[str, float]]:
     import numpy as np
     import tensorflow as tf
 
@@ -149,14 +155,26 @@ def time_ours(num_tasks: int, rounds: int, steps: int) -> dict[str, float]:
         runs[label] = (model, it)
     jacobian.JACOBIAN_METHOD = "pfor"
     times: dict[str, list[float]] = {label: [] for label in runs}
+    order = list(runs)
+    shuffler = np.random.default_rng(1)
     for _ in range(rounds):
-        for label, (model, it) in runs.items():
+        # A new order every round: no strategy always follows the same one
+        # (the first-timed model used to pay for its predecessor).
+        shuffler.shuffle(order)
+        for label in order:
+            model, it = runs[label]
             start = time.perf_counter()
             for _ in range(steps):
                 logs = model.train_function(it)
             float(logs["loss"])  # wait for the last step
             times[label].append((time.perf_counter() - start) / steps)
-    return {label: statistics.median(v) for label, v in times.items()}
+    # Ratios to Static within each round, then medians: robust to load
+    # drifting between rounds.
+    ratios = {
+        label: statistics.median(a / b for a, b in zip(v, times["static"]))
+        for label, v in times.items()
+    }
+    return {label: statistics.median(v) for label, v in times.items()}, ratios
 
 
 def time_torchjd(num_tasks: int, threads: int, rounds: int, steps: int) -> dict[str, float]:
@@ -189,7 +207,7 @@ def main() -> None:
 
     # One table per T, printed as soon as it is measured.
     for t in args.tasks:
-        ours = time_ours(t, rounds, steps)
+        ours, ratios = time_ours(t, rounds, steps)
         theirs = time_torchjd(t, args.threads, rounds, steps)
         print(f"\nT = {t}: Static {ours['static'] * 1e3:.2f} ms/step", end="")
         if "static" in theirs:
@@ -199,7 +217,7 @@ def main() -> None:
             name = label.split("@")[0]
             ref = theirs.get(name) if "@" not in label and name in TORCHJD else None
             ratio = f"{value / ref:.2f}" if ref else ""
-            print(f"| {label} | {value / ours['static']:.2f} | {ratio} |", flush=True)
+            print(f"| {label} | {ratios[label]:.2f} | {ratio} |", flush=True)
 
 if __name__ == "__main__":
     main()
