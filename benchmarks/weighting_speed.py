@@ -124,6 +124,7 @@ def _variants(num_tasks: int) -> list[tuple[str, str, Any]]:
     out: list[tuple[str, str, Any]] = []
     for name in LOSS_WEIGHTINGS:
         out.append((name, "pfor", lambda n=name: weighting.STRATEGIES[n]()))
+    out.append(("gradnorm@rep", "pfor", lambda: weighting.GradNorm(rep_grad=True)))
     for name in AGGREGATORS:
         out.append((name, "pfor", lambda n=name: weighting.STRATEGIES[n]()))
         out.append((f"{name}@rep", "pfor", lambda n=name: weighting.STRATEGIES[n](rep_grad=True)))

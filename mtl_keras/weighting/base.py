@@ -58,6 +58,7 @@ import keras
 import tensorflow as tf
 
 from mtl_keras.tasks import Task
+from mtl_keras.weighting import _ops
 
 
 def _replica_context() -> Any:
@@ -251,6 +252,10 @@ class GradientAggregator(Weighting):
 
     needs_persistent_tape = True
     uses_representation = True
+    #: whether the direction is a combination `w @ J` of the task gradients
+    #: given by `combination` (then `w` is logged as the task weights);
+    #: aggregators that are not (GradDrop) override `aggregate` instead.
+    is_combination: bool = True
 
     def __init__(self, rep_grad: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -260,26 +265,18 @@ class GradientAggregator(Weighting):
     def needs_representation(self) -> bool:  # type: ignore[override]
         return self.rep_grad
 
-    #: whether the direction is a combination `w @ J` of the task gradients
-    #: given by `combination` (then `w` is logged as the task weights);
-    #: aggregators that are not (GradDrop) override `aggregate` instead.
-    is_combination: bool = True
-
     def aggregate(self, jacobian: Any) -> Any:
         """The update direction `(num_params,)` for a `(num_tasks, num_params)` Jacobian."""
-        from mtl_keras.weighting import _ops
-
         return _ops.combine(self.combination(jacobian), jacobian)
 
     def combination(self, jacobian: Any) -> Any:
         """The weights `w` (num_tasks,) of the direction `w @ jacobian`."""
-        raise NotImplementedError(f"{type(self).__name__} implements neither `combination` "
-                                  "nor `aggregate`.")
+        raise NotImplementedError(
+            f"{type(self).__name__} implements neither `combination` nor `aggregate`."
+        )
 
     def direction_and_weights(self, jacobian: Any) -> tuple[Any, Any]:
         """(direction, float32 per-task weights to log) for one Jacobian."""
-        from mtl_keras.weighting import _ops
-
         if self.is_combination:
             weights = self.combination(jacobian)
             return _ops.combine(weights, jacobian), tf.cast(weights, tf.float32)

@@ -8,7 +8,8 @@ import keras
 import tensorflow as tf
 
 from mtl_keras.tasks import Task
-from mtl_keras.weighting.base import LossWeighting, StepContext
+from mtl_keras.weighting.base import LossWeighting, StepContext, replica_sum
+from mtl_keras.weighting.jacobian import representation_jacobian
 
 
 def _replica_mean(value: Any) -> Any:
@@ -62,6 +63,12 @@ class GradNorm(LossWeighting):
             equalises gradient norms.
         min_weight: floor of each raw weight before renormalisation, keeping
             weights positive.
+        rep_grad: measure `||grad_z L_i||` on the model's shared
+            representation z (its output for the whole batch) instead of the
+            last shared kernel, as LibMTL's `rep_grad` option: one backward
+            pass per task tower instead of down to the kernel, cheaper when
+            the last shared layer is large. Needs a model with a
+            `representation` (e.g. `builders.shared_bottom`).
 
     Example:
     >>> from mtl_keras import weighting
@@ -70,8 +77,16 @@ class GradNorm(LossWeighting):
 
     needs_persistent_tape = True
 
-    def __init__(self, alpha: float = 1.5, min_weight: float = 1e-3, **kwargs: Any) -> None:
+    @property
+    def needs_representation(self) -> bool:  # type: ignore[override]
+        return self.rep_grad
+
+    def __init__(
+        self, alpha: float = 1.5, min_weight: float = 1e-3, rep_grad: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self.rep_grad = bool(rep_grad)
         if alpha < 0:
             raise ValueError(f"GradNorm: `alpha` must be >= 0, got {alpha!r}.")
         if min_weight <= 0:
@@ -130,31 +145,57 @@ class GradNorm(LossWeighting):
             if ctx.regularization_loss is not None:
                 total = total + ctx.regularization_loss
             loss = ctx.scale_loss(total / ctx.num_replicas)
-            # Slice inside the tape: a slice taken outside is not recorded.
-            scaled_losses = tf.unstack(ctx.scale_loss(ctx.task_losses), num=self.num_tasks)
+            scaled = ctx.scale_loss(ctx.task_losses)
         own = set(ctx.own)
         net = [i for i in range(len(ctx.variables)) if i not in own]
         grads: list[Any] = [None] * len(ctx.variables)
         for i, g in zip(net, ctx.tape.gradient(loss, [ctx.variables[i] for i in net])):
             grads[i] = g
-
         loss_scale = tf.cast(ctx.scale_loss(tf.constant(1.0)), tf.float32)
-        probe = [ctx.variables[i] for i in self.select_shared(ctx)]
-        norms = []
-        for t in range(self.num_tasks):
-            if not probe:
-                norms.append(tf.constant(0.0))
-                continue
-            g = [_replica_mean(x) for x in ctx.tape.gradient(scaled_losses[t], probe)
-                 if x is not None]
-            norm = tf.linalg.global_norm([tf.cast(x, tf.float32) for x in g]) if g else 0.0
-            norms.append(norm / loss_scale)
-        grad_w = self.weight_gradient(weights, tf.stack(norms), losses)
+        if self.rep_grad:
+            norms = self._representation_norms(ctx, scaled) / loss_scale
+        else:
+            norms = self._kernel_norms(ctx, scaled) / loss_scale
+        grad_w = self.weight_gradient(weights, norms, losses)
         # The optimizer un-scales and sums over replicas what we return.
         for i in ctx.own:
             if ctx.variables[i] is self.task_weights:
                 grads[i] = grad_w * loss_scale / ctx.num_replicas
         return grads, weights
 
+    def _kernel_norms(self, ctx: StepContext, scaled: Any) -> Any:
+        """`||grad_W L_i||` on the last shared kernel W, global over replicas."""
+        probe = [ctx.variables[i] for i in self.select_shared(ctx)]
+        if not probe:
+            return tf.zeros([self.num_tasks])
+        with ctx.tape:  # slices taken outside the tape are not recorded
+            per_task = tf.unstack(scaled, num=self.num_tasks)
+        norms = []
+        for loss in per_task:
+            g = [_replica_mean(x) for x in ctx.tape.gradient(loss, probe) if x is not None]
+            norms.append(tf.linalg.global_norm([tf.cast(x, tf.float32) for x in g]) if g
+                         else tf.constant(0.0))
+        return tf.stack(norms)
+
+    def _representation_norms(self, ctx: StepContext, scaled: Any) -> Any:
+        """`||grad_z L_i||` over the global batch's representation z."""
+        if ctx.representation is None or isinstance(ctx.representation, (list, tuple, dict)):
+            raise ValueError(
+                "GradNorm(rep_grad=True) needs a model with one shared representation "
+                "tensor: build it with `representation=<layer name>` "
+                "(e.g. builders.shared_bottom)."
+            )
+        jz = representation_jacobian(ctx.tape, scaled, ctx.representation)
+        flat = tf.reshape(tf.cast(jz, tf.float32), [self.num_tasks, -1])
+        # Each replica holds num_replicas x its block of the global gradient
+        # (see `global_masked_mean`); the blocks tile the global batch.
+        squares = replica_sum(tf.reduce_sum(tf.square(flat), axis=1))
+        return tf.sqrt(squares) / float(ctx.num_replicas)
+
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "alpha": self.alpha, "min_weight": self.min_weight}
+        return {
+            **super().get_config(),
+            "alpha": self.alpha,
+            "min_weight": self.min_weight,
+            "rep_grad": self.rep_grad,
+        }

@@ -61,7 +61,7 @@ SCRIPT = textwrap.dedent(
             model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
             return [v.numpy() for v in model.weights]
 
-    names = list(STRATEGIES) + ["mgda@rep", "upgrad@rep", "imtl_g@rep"]
+    names = list(STRATEGIES) + ["mgda@rep", "upgrad@rep", "imtl_g@rep", "gradnorm@rep"]
     report = {}
     for name in names:
         try:

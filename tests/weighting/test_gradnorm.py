@@ -14,7 +14,8 @@ SQ5 = np.sqrt(5.0)
 
 
 def _step(strategy: GradNorm, shared: keras.Variable, bias: keras.Variable):
-    """L_a = 3 (xW)_0, L_b = (xW)_1 with x = [1, 2]: ||grad_W L|| = 3 sqrt5, sqrt5."""
+    """L_a = 3 (xW)_0, L_b = (xW)_1 with x = [1, 2]: ||grad_W L|| = 3 sqrt5, sqrt5;
+    on the representation h = xW + b: ||grad_h L|| = 3, 1."""
     x = tf.constant([[1.0, 2.0]])
     with tf.GradientTape(persistent=True) as tape:
         h = tf.matmul(x, shared)[0] + bias
@@ -23,6 +24,7 @@ def _step(strategy: GradNorm, shared: keras.Variable, bias: keras.Variable):
     ctx = StepContext(
         tape=tape, task_losses=losses, regularization_loss=None, variables=variables,
         shared=[0, 1], task_specific=[[], []], own=[2], scale_loss=lambda v: v,
+        representation=h,
     )
     return strategy.compute_gradients(ctx)
 
@@ -74,3 +76,46 @@ def test_select_shared_prefers_last_kernel() -> None:
         shared=[0, 1, 2, 3], task_specific=[[4]], own=[], scale_loss=lambda x: x,
     )
     assert GradNorm.select_shared(ctx) == [2]
+
+
+def test_representation_norms_match_hand() -> None:
+    strategy = GradNorm(alpha=1.5, rep_grad=True)
+    strategy.build_for_tasks([mk.Binary("a"), mk.Regression("b")])
+    shared = keras.Variable(np.ones((2, 2), "float32"))
+    bias = keras.Variable(np.zeros(2, "float32"))
+    grads, _ = _step(strategy, shared, bias)
+    # r = 1: G = [3, 1], target = G_bar = 2 -> sign [+, -] times the norms.
+    np.testing.assert_allclose(grads[2], [3.0, -1.0], rtol=1e-6)
+    np.testing.assert_allclose(grads[0], [[3.0, 1.0], [6.0, 2.0]], rtol=1e-6)
+    assert GradNorm.from_config(strategy.get_config()).rep_grad
+
+
+def test_representation_mode_trains_under_xla() -> None:
+    from conftest import toy_data, toy_model
+
+    x, y = toy_data(128)
+    model = toy_model(weighting=GradNorm(rep_grad=True), jit_compile=True)
+    history = model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    weights = [history.history[f"{t}_weight"][-1] for t in ("click", "dwell")]
+    assert np.all(np.isfinite(history.history["loss"]))
+    np.testing.assert_allclose(sum(weights), 2.0, rtol=1e-4)
+    assert weights[0] != weights[1]  # the weights moved
+
+
+def test_representation_mode_needs_a_representation() -> None:
+    import pytest
+
+    strategy = GradNorm(rep_grad=True)
+    strategy.build_for_tasks([mk.Binary("a"), mk.Regression("b")])
+    shared = keras.Variable(np.ones((2, 2), "float32"))
+    x = tf.constant([[1.0, 2.0]])
+    with tf.GradientTape(persistent=True) as tape:
+        h = tf.matmul(x, shared)[0]
+        losses = tf.stack([h[0], h[1]])
+    ctx = StepContext(
+        tape=tape, task_losses=losses, regularization_loss=None,
+        variables=[shared, strategy.task_weights], shared=[0], task_specific=[[], []],
+        own=[1], scale_loss=lambda v: v,
+    )
+    with pytest.raises(ValueError, match="representation"):
+        strategy.compute_gradients(ctx)
