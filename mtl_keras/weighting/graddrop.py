@@ -59,15 +59,30 @@ class GradDrop(GradientAggregator):
             )
         self.rng_state = _ops.make_rng_state(self, self.seed, "rng_state")
 
-    def aggregate(self, jacobian: Any) -> Any:
+    def _draw(self, jacobian: Any) -> Any:
         if not hasattr(self, "rng_state"):  # used outside a model
             self.build_state([])
         num_params = jacobian.shape[1] if jacobian.shape[1] is not None else tf.shape(jacobian)[1]
-        uniform = _ops.draw_uniform(self.rng_state, [num_params])
-        return self.aggregate_with_uniform(jacobian, uniform)
+        return _ops.draw_uniform(self.rng_state, [num_params])
 
-    def aggregate_with_uniform(self, jacobian: Any, uniform: Any) -> Any:
-        """The deterministic part: GradDrop for a given draw U (num_params,)."""
+    def aggregate(self, jacobian: Any) -> Any:
+        return self.aggregate_with_uniform(jacobian, self._draw(jacobian))
+
+    def direction_and_weights(self, jacobian: Any) -> tuple[Any, Any]:
+        """The direction, and as weights the share of each task's gradient
+        that survived the drop, `sum_k M_ik |J_ik| / sum_k |J_ik|` (with the
+        leak): one pass over J with the direction, where least-squares weights
+        would take two more."""
+        factor = self.kept_factor(jacobian, self._draw(jacobian))
+        direction = tf.reduce_sum(factor * jacobian, axis=0)
+        mass = tf.abs(jacobian)
+        weights = tf.math.divide_no_nan(
+            tf.reduce_sum(factor * mass, axis=1), tf.reduce_sum(mass, axis=1)
+        )
+        return direction, tf.cast(weights, tf.float32)
+
+    def kept_factor(self, jacobian: Any, uniform: Any) -> Any:
+        """`l_i + (1 - l_i) M_ik` (num_tasks, num_params) for a draw U."""
         m = _ops.static_num_tasks(jacobian, "GradDrop")
         leak = tf.zeros([m], jacobian.dtype)
         if self.leak is not None:
@@ -83,8 +98,11 @@ class GradDrop(GradientAggregator):
             tf.logical_and(purity > uniform, jacobian > 0),
             tf.logical_and(purity < uniform, jacobian < 0),
         )
-        factor = leak[:, None] + (1.0 - leak[:, None]) * tf.cast(keep, jacobian.dtype)
-        return tf.reduce_sum(factor * jacobian, axis=0)
+        return leak[:, None] + (1.0 - leak[:, None]) * tf.cast(keep, jacobian.dtype)
+
+    def aggregate_with_uniform(self, jacobian: Any, uniform: Any) -> Any:
+        """The deterministic part: GradDrop for a given draw U (num_params,)."""
+        return tf.reduce_sum(self.kept_factor(jacobian, uniform) * jacobian, axis=0)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "leak": self.leak, "seed": self.seed}

@@ -88,30 +88,30 @@ class GradVac(GradientAggregator):
         targets = tf.convert_to_tensor(self.targets)
         diag = tf.linalg.diag_part(gram)
         beta, eps = self.beta, self.eps
-        total = tf.zeros([m], gram.dtype)
-        for i in range(m):
-            coeffs = tf.one_hot(i, m, dtype=gram.dtype)  # g_i^PC = coeffs @ J
-            dots = gram[i]  # g_i^PC . g_k for every k
-            for k in range(m):
-                j = orders[i, k]
-                onehot_j = tf.one_hot(j, m, dtype=gram.dtype)
-                valid = tf.not_equal(j, i)
-                norm_i = tf.sqrt(tf.maximum(tf.reduce_sum(dots * coeffs), 0.0))
-                norm_j = tf.sqrt(tf.maximum(tf.gather(diag, j), 0.0))
-                phi = tf.gather(dots, j) / (norm_i * norm_j + eps)
-                phi_hat = tf.gather(targets[i], j)
-                sin = tf.sqrt(tf.maximum(1.0 - phi * phi, 0.0))
-                sin_hat = tf.sqrt(tf.maximum(1.0 - phi_hat * phi_hat, 0.0))
-                w = norm_i * (phi_hat * sin - phi * sin_hat) / (norm_j * sin_hat + eps)
-                w = tf.where(tf.logical_and(valid, phi < phi_hat), w, 0.0)
-                coeffs = coeffs + w * onehot_j
-                dots = dots + w * tf.gather(gram, j)
-                cell = tf.one_hot(i, m, dtype=gram.dtype)[:, None] * onehot_j[None, :]
-                new = (1.0 - beta) * phi_hat + beta * phi
-                targets = tf.where(
-                    tf.logical_and(valid, cell > 0), new * tf.ones_like(targets), targets
-                )
-            total = total + coeffs
+        # Task i's walk only reads and writes row i (of the coefficients, of
+        # the dot products and of the targets), so the m walks run side by
+        # side: step k visits task orders[i, k] for every i at once.
+        coeffs = tf.eye(m, dtype=gram.dtype)  # row i: g_i^PC = coeffs[i] @ J
+        dots = gram  # row i: g_i^PC . g_k for every k
+        rows = tf.range(m)
+        for k in range(m):
+            j = orders[:, k]
+            onehot_j = tf.one_hot(j, m, dtype=gram.dtype)  # (m, m)
+            valid = tf.not_equal(j, rows)
+            norm_i = tf.sqrt(tf.maximum(tf.reduce_sum(dots * coeffs, axis=1), 0.0))
+            norm_j = tf.sqrt(tf.maximum(tf.gather(diag, j), 0.0))
+            phi = tf.reduce_sum(dots * onehot_j, axis=1) / (norm_i * norm_j + eps)
+            phi_hat = tf.reduce_sum(targets * onehot_j, axis=1)
+            sin = tf.sqrt(tf.maximum(1.0 - phi * phi, 0.0))
+            sin_hat = tf.sqrt(tf.maximum(1.0 - phi_hat * phi_hat, 0.0))
+            w = norm_i * (phi_hat * sin - phi * sin_hat) / (norm_j * sin_hat + eps)
+            w = tf.where(tf.logical_and(valid, phi < phi_hat), w, 0.0)
+            coeffs = coeffs + w[:, None] * onehot_j
+            dots = dots + w[:, None] * tf.gather(gram, j)
+            new = (1.0 - beta) * phi_hat + beta * phi
+            cell = tf.logical_and(valid[:, None], onehot_j > 0)
+            targets = tf.where(cell, new[:, None] * tf.ones_like(targets), targets)
+        total = tf.reduce_sum(coeffs, axis=0)
         self.targets.assign(targets)
         return total
 

@@ -20,7 +20,7 @@ class NashMTL(GradientAggregator):
     `a_i (G a)_i = 1` for all i (`G = J J^T`), i.e. `G a = 1 / a`. This is
     the stationarity condition of the strictly convex problem
     `min_{a > 0} 0.5 a^T G a - sum_i log a_i`, which is solved here with
-    `optim_niter` damped Newton steps (the function is self-concordant, so
+    at most `optim_niter` damped Newton steps (self-concordant objective, so
     the steps stay feasible and converge quadratically) on `G / ||G||_F`,
     then rescaled: `a = a_n / sqrt(||G||_F)`. Then, as in torchjd, if
     `||d|| > max_norm > 0`, a is scaled so that `||d|| = max_norm`.
@@ -46,7 +46,7 @@ class NashMTL(GradientAggregator):
     Args:
         max_norm: maximum norm of d; 0 disables clipping (torchjd: 1.0).
         update_weights_every: recompute the weights every this many steps.
-        optim_niter: Newton steps per solve.
+        optim_niter: maximum Newton steps per solve (stops at convergence).
 
     Example:
     >>> from mtl_keras import weighting
@@ -99,17 +99,23 @@ class NashMTL(GradientAggregator):
         diag = tf.linalg.diag_part(g)
         ones = tf.ones_like(diag)
         a = tf.where(diag > 1e-12, 1.0 / tf.sqrt(tf.where(diag > 1e-12, diag, ones)), ones)
-        for _ in range(self.optim_niter):
+
+        def newton(i: Any, a: Any, decrement: Any) -> tuple[Any, Any, Any]:
             grad = tf.linalg.matvec(g, a) - 1.0 / a
             hess = g + tf.linalg.diag(1.0 / (a * a))
             delta = -tf.linalg.solve(hess, grad[:, None])[:, 0]
             decrement = tf.sqrt(tf.maximum(-tf.reduce_sum(grad * delta), 0.0))
             # Damped step 1/(1+lambda) keeps a > 0; full steps once close.
-            a = (
-                a
-                + tf.where(decrement < 0.25, tf.ones_like(decrement), 1.0 / (1.0 + decrement))
-                * delta
-            )
+            damping = tf.where(decrement < 0.25, tf.ones_like(decrement), 1.0 / (1.0 + decrement))
+            return i + 1, a + damping * delta, decrement
+
+        # At most `optim_niter` Newton steps; stop once the decrement is at
+        # round-off level (quadratic convergence: usually a handful).
+        _, a, _ = tf.while_loop(
+            lambda i, a, decrement: tf.logical_and(i < self.optim_niter, decrement > 1e-12),
+            newton,
+            (tf.constant(0), a, tf.constant(1.0, tf.float64)),
+        )
         return a / tf.sqrt(safe_scale)
 
     def combination(self, jacobian: Any) -> Any:

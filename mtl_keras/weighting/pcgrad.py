@@ -58,19 +58,19 @@ class PCGrad(GradientAggregator):
             keys = _ops.draw_uniform(self.rng_state, (m, m))
         orders = _ops.visiting_orders(m, keys)
         diag = tf.linalg.diag_part(gram)
-        total = tf.zeros([m], gram.dtype)
-        for i in range(m):
-            coeffs = tf.one_hot(i, m, dtype=gram.dtype)
-            for k in range(m):
-                j = orders[i, k]
-                inner = tf.tensordot(tf.gather(gram, j), coeffs, 1)
-                gjj = tf.gather(diag, j)
-                conflict = tf.logical_and(tf.not_equal(j, i), inner < 0.0)
-                # inner < 0 implies g_j != 0, so gjj > 0 wherever it is used.
-                step = tf.where(conflict, -inner / tf.where(conflict, gjj, 1.0), 0.0)
-                coeffs = coeffs + step * tf.one_hot(j, m, dtype=gram.dtype)
-            total = total + coeffs
-        return total
+        # The m projection walks are independent (walk i only changes row i
+        # of `coeffs`), so step k runs for every task at once.
+        coeffs = tf.eye(m, dtype=gram.dtype)  # row i: g_i^PC = coeffs[i] @ J
+        rows = tf.range(m)
+        for k in range(m):
+            j = orders[:, k]
+            inner = tf.reduce_sum(tf.gather(gram, j) * coeffs, axis=1)  # g_i^PC . g_j
+            gjj = tf.gather(diag, j)
+            conflict = tf.logical_and(tf.not_equal(j, rows), inner < 0.0)
+            # inner < 0 implies g_j != 0, so gjj > 0 wherever it is used.
+            step = tf.where(conflict, -inner / tf.where(conflict, gjj, 1.0), 0.0)
+            coeffs = coeffs + step[:, None] * tf.one_hot(j, m, dtype=gram.dtype)
+        return tf.reduce_sum(coeffs, axis=0)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "random_order": self.random_order, "seed": self.seed}

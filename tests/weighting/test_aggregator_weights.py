@@ -42,3 +42,14 @@ def test_mgda_logs_convex_weights() -> None:
     jac = tf.constant([[1.0, 0.0], [0.0, 2.0]])
     _, weights = _make("mgda", 2).direction_and_weights(jac)
     np.testing.assert_allclose(weights.numpy(), [0.8, 0.2], atol=1e-3)  # min-norm point
+
+
+def test_graddrop_logs_the_kept_share_of_each_gradient() -> None:
+    agree = tf.constant([[1.0, 2.0, -1.0], [3.0, 0.5, -2.0]])
+    _, weights = _make("graddrop", 2).direction_and_weights(agree)
+    np.testing.assert_allclose(weights.numpy(), [1.0, 1.0])  # same signs: all kept
+    opposite = tf.constant([[1.0, 1.0, 1.0, 1.0], [-1.0, -1.0, -1.0, -1.0]])
+    _, weights = _make("graddrop", 2).direction_and_weights(opposite)
+    # Purity 1/2: each coordinate keeps exactly one of the two tasks.
+    np.testing.assert_allclose(weights.numpy().sum(), 1.0, atol=1e-6)
+    assert np.all((weights.numpy() >= 0) & (weights.numpy() <= 1))

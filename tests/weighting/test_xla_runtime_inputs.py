@@ -20,7 +20,7 @@ from mtl_keras import weighting
 
 AGGREGATORS = [n for n, c in weighting.STRATEGIES.items()
                if issubclass(c, weighting.GradientAggregator)]  # fmt: skip
-VARIANTS = list(weighting.STRATEGIES) + [f"{n}@rep" for n in AGGREGATORS]
+VARIANTS = list(weighting.STRATEGIES) + [f"{n}@rep" for n in [*AGGREGATORS, "gradnorm"]]
 
 
 def _strategy(label: str) -> weighting.Weighting:
