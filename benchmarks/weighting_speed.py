@@ -2,10 +2,10 @@
 
 Same MLP for all: input 64, shared trunk 3 x 256 (ReLU), T linear regression
 heads (T = 3 and 8), batch 256, SGD, `jit_compile=True`. Strategies are
-timed in alternation over rounds, in a new random order every round (so
-that load from other processes, and whatever the previous model left behind,
-hits all of them alike); the ratio to `Static` is taken within each round
-and its median over rounds is reported. Aggregators run in full-Jacobian
+timed in alternation over rounds, in a new random order every round, each
+block of steps next to a block of `Static` steps; the median over
+blocks of the ratio to its `Static` block is reported (so that load from
+other processes, which drifts, hits both sides of a ratio alike). Aggregators run in full-Jacobian
 mode (both Jacobian methods for a few of them) and in `rep_grad` mode.
 
 When torch and torchjd are installed, torchjd's `mtl_backward` +
@@ -156,25 +156,33 @@ def time_ours(
         runs[label] = (model, it)
     jacobian.JACOBIAN_METHOD = "pfor"
     times: dict[str, list[float]] = {label: [] for label in runs}
-    order = list(runs)
+    ratios_per_block: dict[str, list[float]] = {label: [] for label in runs}
+
+    def block(label: str) -> float:
+        model, it = runs[label]
+        start = time.perf_counter()
+        for _ in range(steps):
+            logs = model.train_function(it)
+        float(logs["loss"])  # wait for the last step
+        return (time.perf_counter() - start) / steps
+
+    order = [label for label in runs if label != "static"]
     shuffler = np.random.default_rng(1)
-    for _ in range(rounds):
-        # A new order every round: no strategy always follows the same one
-        # (the first-timed model used to pay for its predecessor).
+    for r in range(rounds):
+        # A new order every round, and every block paired with a Static block
+        # timed next to it (before it in even rounds, after in odd ones): the
+        # ratio then sees the same machine state (load drifts within a round).
         shuffler.shuffle(order)
         for label in order:
-            model, it = runs[label]
-            start = time.perf_counter()
-            for _ in range(steps):
-                logs = model.train_function(it)
-            float(logs["loss"])  # wait for the last step
-            times[label].append((time.perf_counter() - start) / steps)
-    # Ratios to Static within each round, then medians: robust to load
-    # drifting between rounds.
-    ratios = {
-        label: statistics.median(a / b for a, b in zip(v, times["static"]))
-        for label, v in times.items()
-    }
+            if r % 2 == 0:
+                base, value = block("static"), block(label)
+            else:
+                value, base = block(label), block("static")
+            times["static"].append(base)
+            times[label].append(value)
+            ratios_per_block[label].append(value / base)
+    ratios = {label: statistics.median(v) for label, v in ratios_per_block.items() if v}
+    ratios["static"] = 1.0
     return {label: statistics.median(v) for label, v in times.items()}, ratios
 
 
