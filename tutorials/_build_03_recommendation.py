@@ -8,17 +8,10 @@ from __future__ import annotations
 import pathlib
 
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from _notebook import NotebookSource
 
-CELLS: list[tuple[str, str]] = []
-
-
-def md(text: str) -> None:
-    CELLS.append(("md", text.strip("\n")))
-
-
-def code(text: str) -> None:
-    CELLS.append(("code", text.strip("\n")))
+SOURCE = NotebookSource()
+md, code = SOURCE.md, SOURCE.code
 
 
 md(r"""
@@ -311,13 +304,7 @@ over clicked rows only.
 
 
 def build() -> nbformat.NotebookNode:
-    cells = []
-    for kind, text in CELLS:
-        cells.append(new_markdown_cell(text) if kind == "md" else new_code_cell(text))
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+    return SOURCE.build()
 
 
 if __name__ == "__main__":

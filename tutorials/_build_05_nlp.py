@@ -8,17 +8,10 @@ from __future__ import annotations
 import pathlib
 
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from _notebook import NotebookSource
 
-CELLS: list[tuple[str, str]] = []
-
-
-def md(text: str) -> None:
-    CELLS.append(("md", text.strip("\n")))
-
-
-def code(text: str) -> None:
-    CELLS.append(("code", text.strip("\n")))
+SOURCE = NotebookSource()
+md, code = SOURCE.md, SOURCE.code
 
 
 md(r"""
@@ -374,23 +367,11 @@ checks that the offline pipeline runs end to end.
 
 
 def build(results_part1: str = "", results_part2: str = "") -> nbformat.NotebookNode:
-    cells = []
-    for kind, text in CELLS:
-        if kind == "md":
-            text = text.replace("RESULTS_PART1", results_part1).replace(
-                "RESULTS_PART2", results_part2
-            )
-            cells.append(new_markdown_cell(text))
-        else:
-            cells.append(new_code_cell(text))
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {
-        "display_name": "Python 3",
-        "language": "python",
-        "name": "python3",
-    }
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+    return SOURCE.build(
+        lambda text: text.replace("RESULTS_PART1", results_part1).replace(
+            "RESULTS_PART2", results_part2
+        )
+    )
 
 
 RESULTS_PART1 = """\
