@@ -134,7 +134,7 @@ def _variants(num_tasks: int) -> list[tuple[str, str, Any]]:
 
 
 def time_ours(
-    num_tasks: int, rounds: int, steps: int
+    num_tasks: int, rounds: int, steps: int, only: list[str] | None = None
 ) -> tuple[dict[str, float], dict[str, float]]:
     import numpy as np
     import tensorflow as tf
@@ -147,6 +147,8 @@ def time_ours(
     data = tf.data.Dataset.from_tensors((x, y)).repeat()
     runs = {}
     for label, method, factory in _variants(num_tasks):
+        if only and label != "static" and label not in only:
+            continue
         jacobian.JACOBIAN_METHOD = method  # read while tracing
         model = _build(num_tasks, factory())
         model.make_train_function()
@@ -186,10 +188,13 @@ def time_ours(
     return {label: statistics.median(v) for label, v in times.items()}, ratios
 
 
-def time_torchjd(num_tasks: int, threads: int, rounds: int, steps: int) -> dict[str, float]:
+def time_torchjd(
+    num_tasks: int, threads: int, rounds: int, steps: int, only: list[str] | None = None
+) -> dict[str, float]:
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchjd") is None:
         return {}
-    args = json.dumps([num_tasks, threads, rounds, steps, ["static", *AGGREGATORS]])
+    names = [n for n in AGGREGATORS if not only or n in only]
+    args = json.dumps([num_tasks, threads, rounds, steps, ["static", *names]])
     out = subprocess.run(
         [sys.executable, "-c", TORCH_SCRIPT, args, json.dumps(TORCHJD)],
         capture_output=True, text=True, timeout=3600,
@@ -206,6 +211,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and steps")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tasks", type=int, nargs="+", default=[3, 8])
+    parser.add_argument(
+        "--only", nargs="+", metavar="LABEL",
+        help="time only these rows (e.g. upgrad@rep gradnorm), next to static",
+    )  # fmt: skip
     args = parser.parse_args()
     rounds, steps = (3, 5) if args.quick else (7, 20)
 
@@ -216,8 +225,8 @@ def main() -> None:
 
     # One table per T, printed as soon as it is measured.
     for t in args.tasks:
-        ours, ratios = time_ours(t, rounds, steps)
-        theirs = time_torchjd(t, args.threads, rounds, steps)
+        ours, ratios = time_ours(t, rounds, steps, args.only)
+        theirs = time_torchjd(t, args.threads, rounds, steps, args.only)
         print(f"\nT = {t}: Static {ours['static'] * 1e3:.2f} ms/step", end="")
         if "static" in theirs:
             print(f" (torchjd script, plain backward: {theirs['static'] * 1e3:.2f} ms)", end="")

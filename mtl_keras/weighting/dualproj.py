@@ -22,7 +22,8 @@ class DualProj(GradientAggregator):
     torchjd the QP uses `G / tr(G)` (zero if `tr(G) < norm_eps`) plus
     `reg_eps * I`, and v is applied to the un-normalised J, so d scales
     linearly with J. Properties: `J d >= 0`; d equals the mean when no task
-    conflicts with it. Exact active-set solve (float64), up to 12 tasks.
+    conflicts with it. The QP is solved exactly in float64 by block principal
+    pivoting (`_ops.dual_cone_weights`), for any number of tasks.
 
     Reference: Lopez-Paz & Ranzato, "Gradient Episodic Memory for Continual
     Learning", NeurIPS 2017; torchjd's `DualProj`.

@@ -27,8 +27,8 @@ class UPGrad(GradientAggregator):
     `reg_eps * I`; the weights are then applied to the un-normalised J, so
     the direction scales linearly with J. Properties: `J d >= 0` (never
     conflicts with any task), and for non-conflicting rows d is their
-    weighted mean. The QP is solved exactly (active-set enumeration, float64),
-    for up to 12 tasks.
+    weighted mean. The m QPs are solved exactly in float64 by block principal
+    pivoting (`_ops.dual_cone_weights`), for any number of tasks.
 
     Reference: Quinton & Rey, "Jacobian Descent for Multi-Objective
     Optimization", 2024 (arXiv:2406.16232).
