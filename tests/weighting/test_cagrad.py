@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
+import tensorflow as tf
 from aggregator_helpers import assert_close, cases, check_parity, matrix, random_matrix, run
 
 from mtl_keras.weighting import CAGrad
@@ -37,3 +40,40 @@ def test_improves_the_worst_task_over_the_mean() -> None:
 def test_config_round_trip() -> None:
     agg = CAGrad(c=0.2, norm_eps=1e-5, max_iters=50)
     assert CAGrad.from_config(agg.get_config()).get_config() == agg.get_config()
+
+
+def _exact_weights(jac: np.ndarray, c: float = 0.5) -> np.ndarray:
+    """Brute force over supports of the simplex problem, float64 (see
+    `cagrad._polish_support` for the closed form on one support)."""
+    j = jac.astype(np.float64)
+    g = j @ j.T / np.trace(j @ j.T)
+    m = len(g)
+    u = np.full(m, 1.0 / m)
+    gu, s = g @ u, c * np.sqrt(u @ g @ u)
+    best, best_w = np.inf, None
+    for k in range(1, m + 1):
+        for support in itertools.combinations(range(m), k):
+            f = list(support)
+            a = np.linalg.solve(g[np.ix_(f, f)], np.ones(k))
+            b = np.linalg.solve(g[np.ix_(f, f)], gu[f])
+            disc = b.sum() ** 2 - a.sum() * (gu[f] @ b) + a.sum() * s * s
+            if disc <= 0:
+                continue
+            alpha = np.sqrt(disc)
+            w = np.zeros(m)
+            w[f] = ((alpha + b.sum()) / a.sum() * a - b) / alpha
+            value = w @ gu + s * np.sqrt(w @ g @ w)
+            if np.all(w >= -1e-12) and value < best:
+                best, best_w = value, w
+    r = np.sqrt(best_w @ g @ best_w)
+    return np.zeros(m) if r < 1e-4 else u + s / r * best_w  # norm_eps, as torchjd
+
+
+@pytest.mark.parametrize("spread", [0.0, 1.0, 2.0])
+def test_exact_on_ill_conditioned_gramians(spread: float) -> None:
+    # Row norms over 10**(2*spread): projected gradient alone crawls there.
+    for seed in range(3):
+        jac = random_matrix((6, 20), seed) * np.logspace(-spread, spread, 6)[:, None]
+        jac = jac.astype(np.float32)
+        got = tf.function(CAGrad().combination, jit_compile=True)(tf.constant(jac)).numpy()
+        np.testing.assert_allclose(got, _exact_weights(jac), rtol=1e-5)
