@@ -13,7 +13,8 @@ When torch and torchjd are installed, torchjd's `mtl_backward` +
 subprocess (importing torch after TensorFlow can crash), and the table shows
 our full-Jacobian step time divided by torchjd's.
 
-    python benchmarks/weighting_speed.py [--quick] [--threads 2]
+    python benchmarks/weighting_speed.py [--quick] [--threads 2] [--only LABEL ...]
+        [--torch-python PATH]
 """
 
 from __future__ import annotations
@@ -189,14 +190,17 @@ def time_ours(
 
 
 def time_torchjd(
-    num_tasks: int, threads: int, rounds: int, steps: int, only: list[str] | None = None
+    num_tasks: int, threads: int, rounds: int, steps: int, only: list[str] | None = None,
+    python: str | None = None,
 ) -> dict[str, float]:
-    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchjd") is None:
-        return {}
+    if python is None:
+        if importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchjd") is None:
+            return {}
+        python = sys.executable
     names = [n for n in AGGREGATORS if not only or n in only]
     args = json.dumps([num_tasks, threads, rounds, steps, ["static", *names]])
     out = subprocess.run(
-        [sys.executable, "-c", TORCH_SCRIPT, args, json.dumps(TORCHJD)],
+        [python, "-c", TORCH_SCRIPT, args, json.dumps(TORCHJD)],
         capture_output=True, text=True, timeout=3600,
     )
     for line in out.stdout.splitlines():
@@ -215,6 +219,10 @@ def main() -> None:
         "--only", nargs="+", metavar="LABEL",
         help="time only these rows (e.g. upgrad@rep gradnorm), next to static",
     )  # fmt: skip
+    parser.add_argument(
+        "--torch-python", metavar="PATH",
+        help="interpreter with torch and torchjd (default: this one, if it has them)",
+    )  # fmt: skip
     args = parser.parse_args()
     rounds, steps = (3, 5) if args.quick else (7, 20)
 
@@ -226,7 +234,7 @@ def main() -> None:
     # One table per T, printed as soon as it is measured.
     for t in args.tasks:
         ours, ratios = time_ours(t, rounds, steps, args.only)
-        theirs = time_torchjd(t, args.threads, rounds, steps, args.only)
+        theirs = time_torchjd(t, args.threads, rounds, steps, args.only, args.torch_python)
         print(f"\nT = {t}: Static {ours['static'] * 1e3:.2f} ms/step", end="")
         if "static" in theirs:
             print(f" (torchjd script, plain backward: {theirs['static'] * 1e3:.2f} ms)", end="")
