@@ -224,6 +224,8 @@ def main() -> None:
         help="interpreter with torch and torchjd (default: this one, if it has them)",
     )  # fmt: skip
     args = parser.parse_args()
+    if args.torch_python and not os.access(args.torch_python, os.X_OK):
+        parser.error(f"--torch-python {args.torch_python}: not an executable file")
     rounds, steps = (3, 5) if args.quick else (7, 20)
 
     import tensorflow as tf

@@ -86,3 +86,28 @@ def test_upgrad_with_forty_tasks_conflicts_with_none() -> None:
     d = tf.function(UPGrad(reg_eps=0.0).aggregate, jit_compile=True)(tf.constant(jac)).numpy()
     assert np.all(jac @ d >= -1e-4 * np.linalg.norm(d) * np.linalg.norm(jac, axis=1))
     assert np.linalg.norm(d) > 0
+
+
+@pytest.mark.parametrize("name", ["upgrad", "dualproj"])
+def test_fit_with_sixteen_tasks_under_xla(name: str) -> None:
+    # More tasks than the old 2**m enumeration could take (12), in a train step.
+    import keras
+
+    import mtl_keras as mk
+    from mtl_keras import weighting
+
+    keras.utils.set_random_seed(0)
+    tasks = [mk.Regression(f"t{i}") for i in range(16)]
+    model = mk.builders.shared_bottom(
+        keras.Input((6,), name="x"), tasks, trunk_units=(16,), tower_units=()
+    )
+    model.compile(keras.optimizers.SGD(0.05), weighting=weighting.get(name), jit_compile=True)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6)).astype("float32")
+    coef = rng.normal(size=(6, 16)).astype("float32")
+    y = {f"t{i}": x @ coef[:, i] for i in range(16)}
+    history = model.fit(x, y, batch_size=32, epochs=4, verbose=0).history
+    assert np.isfinite(history["loss"]).all()
+    assert history["loss"][-1] < history["loss"][0]
+    weights = [history[f"t{i}_weight"][-1] for i in range(16)]
+    assert np.all(np.isfinite(weights)) and np.all(np.asarray(weights) >= 0)
