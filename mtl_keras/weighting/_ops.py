@@ -20,6 +20,8 @@ EPS32 = float(np.finfo(np.float32).eps)
 
 #: cap on the dual-cone pivoting solves, times the number of tasks
 _PIVOT_MAX_ITER = 10
+#: block flips allowed without progress before single flips (`pivot_flips`)
+PIVOT_TRIES = 3
 
 
 def static_num_tasks(jacobian: Any, who: str) -> int:
@@ -61,6 +63,27 @@ def normalize_gramian(gram: Any, eps: float) -> Any:
     return tf.where(trace < eps, tf.zeros_like(gram), gram / safe)
 
 
+def pivot_flips(bad: Any, best: Any, tries: Any) -> tuple[Any, Any, Any, Any]:
+    """The flip rule of block principal pivoting (Judice & Pires 1994).
+
+    `bad` (..., m) marks the infeasible indices of the current guess. All of
+    them are flipped while their count keeps falling below its best so far,
+    or for `PIVOT_TRIES` more rounds after it stops falling; then only the
+    largest infeasible index is (Murty's rule, which terminates).
+
+    Returns:
+        (flip mask, infeasible count, new best count, new tries left).
+    """
+    index = tf.range(bad.shape[-1])
+    count = tf.reduce_sum(tf.cast(bad, tf.int32), axis=-1)
+    better = count < best
+    block = tf.logical_or(better, tries > 0)
+    tries = tf.where(better, PIVOT_TRIES, tf.where(block, tries - 1, tries))
+    largest = tf.reduce_max(tf.where(bad, index, -1), axis=-1, keepdims=True)
+    flip = tf.where(block[..., None], bad, tf.equal(index, largest))
+    return flip, count, tf.minimum(best, count), tries
+
+
 def dual_cone_weights(gram: Any, targets: Any) -> Any:
     """Solves `min_v v^T G v  s.t.  v >= u` for every column u of `targets`.
 
@@ -94,7 +117,6 @@ def dual_cone_weights(gram: Any, targets: Any) -> Any:
     q = tf.transpose(tf.matmul(gram, targets))  # (k, m): one problem per row
     eye = tf.eye(m, dtype=tf.float64)
     tol = 1e-12 * (1.0 + tf.reduce_max(tf.abs(q)))
-    index = tf.range(m)[None, :]
 
     def solve(free: Any) -> tuple[Any, Any]:
         # G_FF on the free block, identity elsewhere: s is 0 off F.
@@ -108,23 +130,15 @@ def dual_cone_weights(gram: Any, targets: Any) -> Any:
     def body(it: Any, free: Any, s: Any, best: Any, tries: Any, done: Any) -> tuple:
         s, y = solve(free)
         bad = tf.where(free > 0, s < -tol, y < -tol)
-        count = tf.reduce_sum(tf.cast(bad, tf.int32), axis=1)
-        done = count == 0
-        better = count < best
-        block = tf.logical_or(better, tries > 0)
-        tries = tf.where(better, 3, tf.where(block, tries - 1, tries))
-        best = tf.minimum(best, count)
-        largest = tf.reduce_max(tf.where(bad, index, -1), axis=1, keepdims=True)
-        flip = tf.where(block[:, None], bad, tf.equal(index, largest))
-        free = tf.where(flip, 1.0 - free, free)
-        return it + 1, free, s, best, tries, done
+        flip, count, best, tries = pivot_flips(bad, best, tries)
+        return it + 1, tf.where(flip, 1.0 - free, free), s, best, tries, count == 0
 
     def cond(it: Any, free: Any, s: Any, best: Any, tries: Any, done: Any) -> Any:
         return tf.logical_and(it < _PIVOT_MAX_ITER * m, tf.logical_not(tf.reduce_all(done)))
 
     start = (
         tf.constant(0), tf.zeros([k, m], tf.float64), tf.zeros([k, m], tf.float64),
-        tf.fill([k], m + 1), tf.fill([k], 3), tf.zeros([k], tf.bool),
+        tf.fill([k], m + 1), tf.fill([k], PIVOT_TRIES), tf.zeros([k], tf.bool),
     )  # fmt: skip
     # Once every problem is done the last solve was on the final sets (no
     # flips). Past the iteration cap (not met in tests), clipping keeps v >= u.

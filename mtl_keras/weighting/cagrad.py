@@ -143,13 +143,12 @@ def _polish_support(g: Any, gu: Any, s: Any, w_start: Any) -> Any:
     `w_F = (mu a - b) / alpha`. F is optimal when `w_F >= 0` and
     `gu + alpha g w >= mu` off F; otherwise the offending indices are
     flipped (all of them, or only the largest after three flips without
-    progress, as in `_ops.dual_cone_weights`). If no support satisfies the
+    progress: `_ops.pivot_flips`). If no support satisfies the
     conditions within the iteration cap (or g_FF is singular, e.g. for
     identical rows), `w_start` is returned unchanged.
     """
     m = int(g.shape[0])
     eye = tf.eye(m, dtype=tf.float64)
-    index = tf.range(m)
     tol = 1e-12 * (1.0 + tf.reduce_max(tf.abs(gu)))
 
     def solve(free: Any) -> tuple[Any, Any, Any]:
@@ -168,23 +167,19 @@ def _polish_support(g: Any, gu: Any, s: Any, w_start: Any) -> Any:
     def body(it: Any, free: Any, best: Any, tries: Any, done: Any, w: Any) -> tuple:
         w, slack, ok = solve(free)
         bad = tf.where(free > 0, w < -tol, slack < -tol)
-        count = tf.reduce_sum(tf.cast(bad, tf.int32))
-        done = tf.logical_and(ok, count == 0)
-        better = count < best
-        block = tf.logical_or(better, tries > 0)
-        tries = tf.where(better, 3, tf.where(block, tries - 1, tries))
-        best = tf.minimum(best, count)
-        largest = tf.reduce_max(tf.where(bad, index, -1))
-        flip = tf.where(block, bad, tf.equal(index, largest))
+        flip, count, best, tries = _ops.pivot_flips(bad, best, tries)
         # A singular or infeasible support ends the search (`it` jumps to the cap).
         it = tf.where(ok, it + 1, 3 * m)
+        done = tf.logical_and(ok, count == 0)
         return it, tf.where(flip, 1.0 - free, free), best, tries, done, w
 
     def cond(it: Any, free: Any, best: Any, tries: Any, done: Any, w: Any) -> Any:
         return tf.logical_and(it < 3 * m, tf.logical_not(done))
 
     free = tf.cast(w_start > 1e-6 * tf.reduce_max(w_start), tf.float64)
-    start = (tf.constant(0), free, tf.constant(m + 1), tf.constant(3), tf.constant(False), w_start)
+    start = (
+        tf.constant(0), free, tf.constant(m + 1), tf.constant(_ops.PIVOT_TRIES),
+        tf.constant(False), w_start,
+    )  # fmt: skip
     _, _, _, _, done, w = tf.while_loop(cond, body, start)
     return tf.where(done, w, w_start)
-
