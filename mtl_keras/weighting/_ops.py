@@ -63,6 +63,14 @@ def normalize_gramian(gram: Any, eps: float) -> Any:
     return tf.where(trace < eps, tf.zeros_like(gram), gram / safe)
 
 
+def principal_system(gram: Any, free: Any) -> Any:
+    """`G_FF` on the indices where `free` (..., m) is 1, the identity elsewhere:
+    solving with it gives a vector that is zero off F (`(..., m, m)`)."""
+    f_col, f_row = free[..., :, None], free[..., None, :]
+    eye = tf.eye(int(gram.shape[-1]), dtype=gram.dtype)
+    return f_col * gram * f_row + eye * (1.0 - f_col)
+
+
 def pivot_flips(bad: Any, best: Any, tries: Any) -> tuple[Any, Any, Any, Any]:
     """The flip rule of block principal pivoting (Judice & Pires 1994).
 
@@ -95,10 +103,9 @@ def dual_cone_weights(gram: Any, targets: Any) -> Any:
     problem `s >= 0, y = G s + G u >= 0, s^T y = 0`, solved exactly by block
     principal pivoting (Judice & Pires 1994; Kim & Park 2011): guess the set
     F of constraints that are not tight (`s_F > 0`), solve `G_FF s_F = -(Gu)_F`,
-    and flip every index whose `s` or `y` comes out negative; when a flip
-    does not reduce the number of infeasible indices three times in a row,
-    only the largest infeasible index is flipped (Murty's rule, which
-    terminates for positive definite G). Starting from `F = {}` (v = u),
+    and flip every index whose `s` or `y` comes out negative (`pivot_flips`:
+    all of them, or only the largest once that stops making progress —
+    Murty's rule, which terminates for positive definite G). Starting from `F = {}` (v = u),
     non-conflicting targets finish in one solve, and a few solves of
     (m, m) systems usually suffice — far fewer than the 2**m active sets.
     All targets are solved as one batch in a `tf.while_loop`.
@@ -115,13 +122,10 @@ def dual_cone_weights(gram: Any, targets: Any) -> Any:
     gram = tf.cast(gram, tf.float64)
     targets = tf.cast(targets, tf.float64)
     q = tf.transpose(tf.matmul(gram, targets))  # (k, m): one problem per row
-    eye = tf.eye(m, dtype=tf.float64)
     tol = 1e-12 * (1.0 + tf.reduce_max(tf.abs(q)))
 
     def solve(free: Any) -> tuple[Any, Any]:
-        # G_FF on the free block, identity elsewhere: s is 0 off F.
-        f_col, f_row = free[:, :, None], free[:, None, :]
-        system = f_col * gram[None] * f_row + eye[None] * (1.0 - f_col)
+        system = principal_system(gram, free)  # (k, m, m)
         s = tf.linalg.cholesky_solve(tf.linalg.cholesky(system), -(free * q)[:, :, None])
         s = free * s[:, :, 0]
         y = (1.0 - free) * (tf.matmul(s, gram) + q)  # G symmetric

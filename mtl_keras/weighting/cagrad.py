@@ -148,11 +148,10 @@ def _polish_support(g: Any, gu: Any, s: Any, w_start: Any) -> Any:
     identical rows), `w_start` is returned unchanged.
     """
     m = int(g.shape[0])
-    eye = tf.eye(m, dtype=tf.float64)
     tol = 1e-12 * (1.0 + tf.reduce_max(tf.abs(gu)))
 
     def solve(free: Any) -> tuple[Any, Any, Any]:
-        system = free[:, None] * g * free[None, :] + eye * (1.0 - free[:, None])
+        system = _ops.principal_system(g, free)
         ab = tf.linalg.solve(system, tf.stack([free, free * gu], axis=1))
         a, b = ab[:, 0], ab[:, 1]
         big_a, big_b, big_c = tf.reduce_sum(a), tf.reduce_sum(b), tf.reduce_sum(free * gu * b)

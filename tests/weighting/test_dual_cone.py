@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import itertools
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import mtl_keras as mk
+from mtl_keras import weighting
 from mtl_keras.weighting import UPGrad, _ops
 
 
@@ -91,11 +94,6 @@ def test_upgrad_with_forty_tasks_conflicts_with_none() -> None:
 @pytest.mark.parametrize("name", ["upgrad", "dualproj"])
 def test_fit_with_sixteen_tasks_under_xla(name: str) -> None:
     # More tasks than the old 2**m enumeration could take (12), in a train step.
-    import keras
-
-    import mtl_keras as mk
-    from mtl_keras import weighting
-
     keras.utils.set_random_seed(0)
     tasks = [mk.Regression(f"t{i}") for i in range(16)]
     model = mk.builders.shared_bottom(
