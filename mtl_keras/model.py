@@ -35,6 +35,96 @@ def upstream_operations(tensor: Any) -> set[int]:
     return seen
 
 
+class RepresentationError(ValueError):
+    """The declared shared representation is not a valid cut of the model."""
+
+
+def _history_key(tensor: Any) -> tuple[int, int, int] | None:
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        return None
+    op, node_index, tensor_index = history
+    return id(op), node_index, tensor_index
+
+
+def _walk_upstream(tensors: list[Any], stop: set[Any]) -> set[int]:
+    """ids of the operations `tensors` depend on, not looking past `stop`
+    (history keys of tensors whose producers are not visited)."""
+    seen: set[int] = set()
+    visited_nodes: set[int] = set()
+    stack = list(tensors)
+    while stack:
+        t = stack.pop()
+        key = _history_key(t)
+        if key is None or key in stop:
+            continue
+        op, node_index, _ = t._keras_history
+        node = op._inbound_nodes[node_index]
+        if id(node) in visited_nodes:
+            continue
+        visited_nodes.add(id(node))
+        seen.add(id(op))
+        stack.extend(node.input_tensors)
+    return seen
+
+
+def representation_tensors(
+    model: keras.Model, names: list[str], outputs: dict[str, Any]
+) -> list[Any]:
+    """The output tensors of the layers `names` in `model`'s graph, checked
+    to be a valid shared representation (see `mtl_keras.weighting.base`).
+
+    Raises `RepresentationError` when a layer is missing or called several
+    times, when one representation tensor is computed from another, or when
+    a trainable layer below the representation also reaches a task output
+    beside it (its rep_grad gradient would miss that path).
+    """
+    tensors: list[Any] = []
+    nodes_of = {}
+    for depth_nodes in model._nodes_by_depth.values():
+        for node in depth_nodes:
+            if node.operation is not None:
+                nodes_of.setdefault(id(node.operation), []).append(node)
+    by_id = {id(op): op for op in model.operations}
+    for name in names:
+        layer = next((op for op in model.operations if op.name == name), None)
+        if layer is None:
+            raise RepresentationError(
+                f"representation layer {name!r} is not a layer of the model; layers are "
+                f"{[op.name for op in model.operations]}."
+            )
+        nodes = nodes_of.get(id(layer), [])
+        if len(nodes) != 1:
+            raise RepresentationError(
+                f"representation layer {name!r} is called {len(nodes)} times in the model; "
+                "it must be called once."
+            )
+        tensors.extend(keras.tree.flatten(nodes[0].outputs))
+    keys = {_history_key(t) for t in tensors}
+    for t in tensors:
+        op, node_index, _ = t._keras_history
+        below = _walk_upstream(list(op._inbound_nodes[node_index].input_tensors), set())
+        for other in tensors:
+            if id(other._keras_history[0]) in below:
+                raise RepresentationError(
+                    f"representation tensor of layer {op.name!r} is computed from the "
+                    f"representation layer {other._keras_history[0].name!r}; list only "
+                    "tensors that do not depend on each other."
+                )
+    below_rep = _walk_upstream(tensors, set())
+    for task, out in outputs.items():
+        for op_id in _walk_upstream([out], keys) & below_rep:
+            op = by_id.get(op_id)
+            if op is not None and getattr(op, "trainable_weights", None):
+                raise RepresentationError(
+                    f"layer {op.name!r} feeds the representation {names} and also reaches "
+                    f"task {task!r} beside it; add its tensor that reaches {task!r} to the "
+                    "representation (read it through its own layer, e.g. "
+                    "mtl_keras.layers.RepresentationTap)."
+                )
+    return tensors
+
+
 def _strings_to_tensors(data: Any) -> Any:
     """NumPy string arrays -> tf.string tensors (Keras's array adapter rejects
     unicode/object arrays, but raw categorical features are strings)."""
@@ -68,9 +158,11 @@ class MultiTaskModel(keras.Model):
         inputs: functional inputs (a tensor, list or dict).
         outputs: dict task name -> output tensor.
         tasks: the task specs, one per output.
-        representation: optional name of the layer whose output is the shared
-            representation (see `mtl_keras.weighting.base` for the contract);
-            needed by aggregators with `rep_grad=True`.
+        representation: optional name (or list of names) of the layer(s)
+            whose outputs form the shared representation, a cut between the
+            shared and the task-specific parameters (checked; see
+            `mtl_keras.weighting.base` for the contract); needed by
+            strategies with `rep_grad=True`.
 
     Example:
     >>> import keras
@@ -89,7 +181,7 @@ class MultiTaskModel(keras.Model):
         name: str | None = None,
         *,
         tasks: list[Task] | None = None,
-        representation: str | None = None,
+        representation: str | list[str] | None = None,
         **kwargs: Any,
     ) -> None:
         if tasks is None:
@@ -116,14 +208,19 @@ class MultiTaskModel(keras.Model):
         self._tasks = tasks
         self.weighting: Weighting | None = None
         self._task_variable_groups = self._variable_groups()
+        if isinstance(representation, (list, tuple)):
+            representation = [str(n) for n in representation]
+        elif representation is not None and not isinstance(representation, str):
+            raise RepresentationError(
+                "`representation` must be a layer name or a list of layer names, got "
+                f"{representation!r}."
+            )
         self.representation = representation
         self._representation_model: keras.Model | None = None
-        if representation is not None:
-            layer = self.get_layer(representation)  # fails early on a typo
-            if isinstance(layer.output, (list, tuple, dict)):
-                raise ValueError(
-                    f"representation layer {representation!r} must have one output tensor."
-                )
+        self._representation_tensors: list[Any] = []
+        if representation:
+            names = [representation] if isinstance(representation, str) else representation
+            self._representation_tensors = representation_tensors(self, names, outputs)
 
     # ------------------------------------------------------------------ tasks
     @property
@@ -393,7 +490,7 @@ class MultiTaskModel(keras.Model):
         with tf.GradientTape(persistent=strategy.needs_persistent_tape) as tape:
             representation = None
             if strategy.needs_representation or (
-                strategy.uses_representation and self.representation is not None
+                strategy.uses_representation and self._representation_tensors
             ):
                 y_pred, representation = self._call_with_representation(x)
             else:
@@ -420,25 +517,28 @@ class MultiTaskModel(keras.Model):
         total = tf.reduce_sum(weights * task_losses)
         return self._update_metrics(task_losses, weights, prepared, total)
 
-    def _call_with_representation(self, x: Any) -> tuple[dict[str, Any], Any]:
-        """Forward pass that also returns the representation layer's output.
+    def _call_with_representation(self, x: Any) -> tuple[dict[str, Any], list[Any]]:
+        """Forward pass that also returns the representation's tensors.
 
         Runs an internal functional model over the same layers with one more
-        output, so the representation tensor is recorded on the tape.
+        outputs, so the representation's tensors are recorded on the tape.
         """
-        if self.representation is None:
+        if not self._representation_tensors:
             raise ValueError(
                 f"Weighting {type(self.weighting).__name__} needs the shared representation: "
-                "build the model with `representation=<layer name>`."
+                "build the model with `representation=<layer name or names>` "
+                "(builders.shared_bottom, mmoe, ple, cross_stitch, split and on_backbone "
+                "declare it), or use rep_grad=False."
             )
+        reps = self._representation_tensors
         if self._representation_model is None:
-            rep = self.get_layer(self.representation).output
-            outputs = [self._outputs_struct[n] for n in self.task_names] + [rep]
+            outputs = [self._outputs_struct[n] for n in self.task_names] + reps
             # Untracked: it shares this model's layers, not a sub-model.
             with DotNotTrackScope():
                 self._representation_model = keras.Model(self._inputs_struct, outputs)
         outs = self._representation_model(x, training=True)
-        return dict(zip(self.task_names, outs[:-1])), outs[-1]
+        num_tasks = len(self.task_names)
+        return dict(zip(self.task_names, outs[:num_tasks])), list(outs[num_tasks:])
 
     def _groups_cache(self) -> tuple[list[int], list[list[int]], list[int]]:
         # Python-side, computed once per trace.

@@ -145,4 +145,6 @@ def cascade(
             tower_in
         )
         outputs[n] = by_name[n].head(hidden[n])
-    return MultiTaskModel(inputs, outputs, tasks=tasks, name=name)
+    # Towers read the trunk and their parents (above it): the trunk is the
+    # shared representation.
+    return MultiTaskModel(inputs, outputs, tasks=tasks, name=name, representation="trunk")

@@ -6,6 +6,8 @@ from typing import Any, Sequence
 
 import keras
 
+from mtl_keras.layers.representation_tap import RepresentationTap
+
 
 def validate_units(units: Sequence[int], what: str, allow_empty: bool = False) -> None:
     if isinstance(units, int) or not hasattr(units, "__iter__"):
@@ -45,3 +47,33 @@ def validate_count(value: Any, what: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"`{what}` must be an integer >= {minimum}, got {value!r}.")
     return value
+
+
+def has_trainable_ancestors(tensor: Any) -> bool:
+    """Whether a functional tensor is computed by layers with trainable weights
+    (e.g. an encoder with embeddings), as opposed to straight from inputs."""
+    stack, seen = [tensor], set()
+    while stack:
+        history = getattr(stack.pop(), "_keras_history", None)
+        if history is None:
+            continue
+        op, node_index, _ = history
+        node = op._inbound_nodes[node_index]
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if getattr(op, "trainable_weights", None):
+            return True
+        stack.extend(node.input_tensors)
+    return False
+
+
+def fork(tensor: Any, name: str) -> tuple[Any, list[str]]:
+    """Routes a shared tensor that task-specific layers read through its own
+    `RepresentationTap` layer when it depends on trainable weights, so that the
+    task-specific reads form a separate representation tensor (see
+    `mtl_keras.weighting.base`). Returns the tensor to use and the
+    representation layer names to add."""
+    if not has_trainable_ancestors(tensor):
+        return tensor, []
+    return RepresentationTap(name=name)(tensor), [name]

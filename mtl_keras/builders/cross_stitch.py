@@ -33,6 +33,8 @@ def cross_stitch(
     Layers are named `<task>_layer<i>`, `cross_stitch_<i>`, `<task>_tower`
     and `<task>`; `model.get_layer("cross_stitch_0").alpha` is the learned
     mixing matrix of the first unit (rows: receiving task, in task order).
+    The last unit's output columns are the shared representation (for
+    `rep_grad` strategies).
 
     Args:
         inputs: a `keras.Input`, a list of them or a dict name -> `keras.Input`.
@@ -79,4 +81,8 @@ def cross_stitch(
             tower_units, activation, dropout, l2, batch_norm, name=f"{task.name}_tower"
         )(col)
         outputs[task.name] = task.head(tower)
-    return MultiTaskModel(inputs, outputs, tasks=tasks, name=name)
+    # The last unit's columns (one per task) cut the shared from the
+    # task-specific parameters.
+    return MultiTaskModel(
+        inputs, outputs, tasks=tasks, name=name, representation=f"cross_stitch_{len(units) - 1}"
+    )

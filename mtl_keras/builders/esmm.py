@@ -103,4 +103,7 @@ def esmm(
     # own, so its entire-space labels train both towers.
     p_ctcvr = keras.layers.Multiply(dtype="float32", name=ctcvr.name)([p_ctr, p_cvr])
     outputs = {ctr.name: p_ctr, cvr.name: p_cvr, ctcvr.name: p_ctcvr}
-    return MultiTaskModel(inputs, outputs, tasks=[ctr, cvr, ctcvr], name=name)
+    # Both towers read only the trunk: it is the shared representation.
+    return MultiTaskModel(
+        inputs, outputs, tasks=[ctr, cvr, ctcvr], name=name, representation="trunk"
+    )

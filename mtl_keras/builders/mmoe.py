@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import keras
 
-from mtl_keras.builders.common import encode_inputs, validate_count, validate_units
+from mtl_keras.builders.common import encode_inputs, fork, validate_count, validate_units
 from mtl_keras.layers.expert_mixture import ExpertMixture
 from mtl_keras.layers.experts import Experts
 from mtl_keras.layers.gate import Gate
@@ -40,6 +40,9 @@ def mmoe(
     `mtl_keras.builders.gates.gate_model(model)` (a Keras model returning
     `{task: weights}`) and `gate_utilisation(model, x)` (mean weight per
     expert), e.g. to spot a collapsed gate that uses a single expert.
+    The shared representation (for `rep_grad` strategies) is the experts'
+    output, plus the gates' input (a `RepresentationTap` layer
+    `gate_input`) when a trainable `encoder` computes it.
 
     Args:
         inputs: a `keras.Input`, a list of them or a dict name -> `keras.Input`.
@@ -78,14 +81,19 @@ def mmoe(
     experts = Experts(
         num_experts, expert_units, activation, dropout, l2, batch_norm, name="experts"
     )(features)
+    # Gates read the features beside the experts: with a trainable encoder
+    # that read is part of the shared representation too.
+    gate_features, gate_rep = fork(features, "gate_input")
     outputs = {}
     for task in tasks:
         weights = Gate(
             num_experts, gate_units, activation, l2, task=task.name, name=f"gate_{task.name}"
-        )(features)
+        )(gate_features)
         mixed = ExpertMixture(name=f"mixture_{task.name}")([experts, weights])
         tower = MLP(
             tower_units, activation, dropout, l2, batch_norm, name=f"{task.name}_tower"
         )(mixed)
         outputs[task.name] = task.head(tower)
-    return MultiTaskModel(inputs, outputs, tasks=tasks, name=name)
+    return MultiTaskModel(
+        inputs, outputs, tasks=tasks, name=name, representation=["experts", *gate_rep]
+    )

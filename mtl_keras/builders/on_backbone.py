@@ -53,6 +53,10 @@ def on_backbone(
       encoder): pooled for row-level tasks, per token for `Tagging`;
     - `(batch, H, W, channels)`: an image feature map, pooled ("avg"/"max").
 
+    The backbone's output tensors are the shared representation, so
+    `rep_grad` strategies aggregate on them and pull back through the
+    trunk once.
+
     Args:
         backbone: a built `keras.Model`, e.g. a CNN, a sequence encoder or
             `keras_hub.models.BertBackbone.from_preset(...)`.
@@ -163,4 +167,6 @@ def on_backbone(
             feat = row_feature
         tower = MLP(tower_units, dropout=dropout, name=f"{task.name}_tower")(feat)
         outputs[task.name] = task.head(tower)
-    return MultiTaskModel(inputs, outputs, tasks=tasks, name=name)
+    # The backbone's outputs are the shared representation (rep_grad): every
+    # task reads the trunk only through them.
+    return MultiTaskModel(inputs, outputs, tasks=tasks, name=name, representation=backbone.name)

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import keras
 
-from mtl_keras.builders.common import encode_inputs, validate_count, validate_units
+from mtl_keras.builders.common import encode_inputs, fork, validate_count, validate_units
 from mtl_keras.layers.expert_mixture import ExpertMixture
 from mtl_keras.layers.experts import Experts
 from mtl_keras.layers.gate import Gate
@@ -52,6 +52,10 @@ def ple(
     `<task>`. Gates are keyed `<task>_level<l>` / `shared_level<l>` by
     `mtl_keras.builders.gates.gate_model` and `gate_utilisation`; a task
     gate's experts are ordered (own experts, then shared experts).
+    The shared representation (for `rep_grad` strategies) is the last
+    level's shared experts' output plus each task's input to the last level
+    (`level<L-2>_mixture_<task>`; with one level and a trainable `encoder`,
+    a `RepresentationTap` layer `task_input`).
 
     Args:
         inputs: a `keras.Input`, a list of them or a dict name -> `keras.Input`.
@@ -95,7 +99,13 @@ def ple(
     def experts(n: int, layer_name: str) -> Experts:
         return Experts(n, expert_units, activation, dropout, l2, batch_norm, name=layer_name)
 
-    task_inputs = {t.name: features for t in tasks}
+    task_features, task_rep = features, []
+    if num_levels == 1 or not num_shared_experts:
+        # The first level's task experts and gates read the features beside
+        # the shared experts: with a trainable encoder that read is part of
+        # the shared representation when nothing shared lies above it.
+        task_features, task_rep = fork(features, "task_input")
+    task_inputs = {t.name: task_features for t in tasks}
     shared_input = features
     for level in range(num_levels):
         last = level == num_levels - 1
@@ -124,7 +134,7 @@ def ple(
             next_inputs[t.name] = ExpertMixture(name=f"level{level}_mixture_{t.name}")(
                 [pool, weights]
             )
-        if not last:
+        if not last and num_shared_experts:
             # The shared gate sees every expert of the level, so that later
             # levels' shared experts can draw on task-specific knowledge.
             pool = _concat_experts([own[t.name] for t in tasks] + extra, f"level{level}_pool")
@@ -145,4 +155,16 @@ def ple(
             tower_units, activation, dropout, l2, batch_norm, name=f"{task.name}_tower"
         )(task_inputs[task.name])
         outputs[task.name] = task.head(tower)
-    return MultiTaskModel(inputs, outputs, tasks=tasks, name=name)
+    # The cut between shared and task-specific parameters: the last level's
+    # shared experts and what each task's last-level experts and gate read.
+    last = num_levels - 1
+    representation = task_rep
+    if num_shared_experts:
+        representation = [f"level{last}_shared_experts"]
+        if num_levels > 1:
+            representation += [f"level{last - 1}_mixture_{t.name}" for t in tasks]
+        else:
+            representation += task_rep
+    return MultiTaskModel(
+        inputs, outputs, tasks=tasks, name=name, representation=representation or None
+    )

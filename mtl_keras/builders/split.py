@@ -10,7 +10,7 @@ import keras
 from mtl_keras.builders.common import validate_units
 from mtl_keras.layers.mlp import MLP
 from mtl_keras.layers.sequence_pooling import SequencePooling
-from mtl_keras.model import MultiTaskModel, upstream_operations
+from mtl_keras.model import MultiTaskModel, RepresentationError, upstream_operations
 from mtl_keras.tasks import Task, validate_tasks
 
 
@@ -83,6 +83,9 @@ def split(
     own copy of the top of the network, followed by an optional MLP tower
     and the task head. Splitting at the backbone's last layer is hard
     parameter sharing; splitting at its first layer shares only the inputs.
+    When the cloned tails read nothing of the shared part but the output of
+    `split_at` (no skip connection across the split), that output is the
+    shared representation for `rep_grad` strategies.
 
     Args:
         backbone: a functional model or a Sequential model built with an
@@ -161,4 +164,12 @@ def split(
         tower = MLP(tower_units, dropout=dropout, name=f"{task.name}_tower")(feat)
         outputs[task.name] = task.head(tower)
     model_inputs = inputs[0] if len(inputs) == 1 else inputs
-    return MultiTaskModel(model_inputs, outputs, tasks=tasks, name=name)
+    try:
+        # The split layer's output is the shared representation when the
+        # cloned parts read nothing else of the shared part (no skip
+        # connection across the split).
+        return MultiTaskModel(
+            model_inputs, outputs, tasks=tasks, name=name, representation=split_at
+        )
+    except RepresentationError:
+        return MultiTaskModel(model_inputs, outputs, tasks=tasks, name=name)

@@ -5,6 +5,7 @@ from mtl_keras.layers.expert_mixture import ExpertMixture
 from mtl_keras.layers.experts import Experts
 from mtl_keras.layers.gate import Gate
 from mtl_keras.layers.mlp import MLP
+from mtl_keras.layers.representation_tap import RepresentationTap
 from mtl_keras.layers.sequence_pooling import SequencePooling
 from mtl_keras.layers.tabular_encoder import TabularEncoder
 from mtl_keras.layers.task_attention import TaskAttention
@@ -16,6 +17,7 @@ __all__ = [
     "ExpertMixture",
     "Experts",
     "Gate",
+    "RepresentationTap",
     "SequencePooling",
     "TabularEncoder",
     "TaskAttention",

@@ -19,17 +19,24 @@ Two families implement `compute_gradients`:
 Both are Keras layers so that their state lives in Keras variables: it is
 checkpointed, saved in `.keras` files and placed by `tf.distribute`.
 
-Shared representation (`rep_grad`). A model may name the layer whose output
-is the shared representation (`MultiTaskModel(..., representation="trunk")`;
-builders set it). The contract: every task output depends on the shared
-parameters only through that one layer output `z`, i.e. the layer is the last
-shared step before the task-specific towers, it is called once in the graph
-and its output is a single tensor. When a strategy's `needs_representation`
-is True (or `uses_representation` is and the model has one), `train_step`
-runs the model so that `z` is recorded on the tape and passes it as
-`ctx.representation`. In `rep_grad` mode, shared parameters that `z` does
-not depend on get the plain sum-of-losses gradient; full-Jacobian
-aggregators use `z` only to compute the same Jacobian faster.
+Shared representation (`rep_grad`). A model may name the layer(s) whose
+outputs form the shared representation z (`MultiTaskModel(...,
+representation="trunk")`; builders set it). z is a cut of the graph between
+the shared parameters and the task-specific ones: every shared parameter
+that z depends on reaches the task outputs only through z, and no tensor of
+z is computed from another. Usually z is one tensor (a shared bottom's
+trunk); it is several when the task-specific layers read shared tensors at
+several places, e.g. MMoE with a trainable encoder (the experts' outputs and
+the gates' input) or PLE (the last level's shared experts and each task's
+input). `MultiTaskModel` checks the cut when it is built. When a strategy's
+`needs_representation` is True (or `uses_representation` is and the model
+has one), `train_step` runs the model so that z is recorded on the tape and
+passes its tensors as `ctx.representation`. In `rep_grad` mode the per-task
+gradients w.r.t. all of z's tensors form one row per task (concatenated per
+sample), and the aggregated row is pulled back through all of them at once;
+shared parameters that z does not depend on get the plain sum-of-losses
+gradient. Full-Jacobian aggregators use z only to compute the same Jacobian
+faster (chain rule).
 
 Distribution (`tf.distribute`). Keras' optimizer *sums* the gradients of the
 replicas. The model computes each task loss with `global_masked_mean`: its
@@ -119,8 +126,9 @@ class StepContext:
             otherwise; applied before differentiation.
         num_replicas: replicas in sync; losses are divided by it because the
             optimizer sums gradients across replicas.
-        representation: optional shared representation tensor(s) recorded on
-            the tape (for representation-gradient aggregation).
+        representation: optional list of the shared representation's
+            tensors recorded on the tape (for representation-gradient
+            aggregation; see the module docstring).
     """
 
     tape: tf.GradientTape
@@ -133,6 +141,19 @@ class StepContext:
     scale_loss: Callable[[Any], Any]
     num_replicas: int = 1
     representation: Any = None
+
+
+def require_representation(ctx: StepContext, strategy: str) -> list[Any]:
+    """`ctx.representation` as a list of tensors, or a clear error."""
+    reps = ctx.representation
+    if reps is None or (isinstance(reps, (list, tuple)) and not reps):
+        raise ValueError(
+            f"{strategy}(rep_grad=True) needs a model that declares its shared "
+            "representation: build it with `representation=<layer name or names>` "
+            "(builders.shared_bottom, mmoe, ple, cross_stitch, split and on_backbone "
+            "declare it), or use rep_grad=False."
+        )
+    return list(reps) if isinstance(reps, (list, tuple)) else [reps]
 
 
 class Weighting(keras.layers.Layer):
@@ -316,18 +337,17 @@ class GradientAggregator(Weighting):
         loss_scale: Any,
     ) -> tuple[list[Any], Any]:
         """Aggregates the Jacobian w.r.t. the representation, then one VJP."""
-        from mtl_keras.weighting.jacobian import fill_none, representation_jacobian
+        from mtl_keras.weighting.jacobian import (
+            fill_none,
+            pack_samples,
+            representation_jacobian,
+            unpack_samples,
+        )
 
-        rep = ctx.representation
-        if rep is None or isinstance(rep, (list, tuple, dict)):
-            raise ValueError(
-                f"{type(self).__name__}(rep_grad=True) needs a model with one shared "
-                "representation tensor: build it with `representation=<layer name>` "
-                "(e.g. builders.shared_bottom)."
-            )
+        reps = require_representation(ctx, type(self).__name__)
         num_tasks = losses.shape[0]
-        local = representation_jacobian(ctx.tape, losses, rep)
-        local = tf.reshape(tf.cast(local, tf.float32), [num_tasks, -1]) / loss_scale
+        local = pack_samples(representation_jacobian(ctx.tape, losses, reps), num_tasks)
+        local = local / loss_scale
         jac, offset = local, None
         replica = _replica_context()
         if replica is not None:
@@ -340,10 +360,10 @@ class GradientAggregator(Weighting):
         direction, weights = self.direction_and_weights(jac)
         if offset is not None:
             direction = direction[offset : offset + tf.shape(local)[1]]
-        upstream = tf.cast(tf.reshape(direction * loss_scale, tf.shape(rep)), rep.dtype)
+        upstream = unpack_samples(direction * loss_scale, reps)
         # Each replica pulls back its own block; the optimizer's sum over
         # replicas then gives the global-batch VJP.
-        grads = ctx.tape.gradient(rep, shared_vars, output_gradients=upstream)
+        grads = ctx.tape.gradient(reps, shared_vars, output_gradients=upstream)
         missing = [i for i, g in enumerate(grads) if g is None]
         if missing:
             # Shared parameters after the representation (or beside it).

@@ -8,8 +8,13 @@ import keras
 import tensorflow as tf
 
 from mtl_keras.tasks import Task
-from mtl_keras.weighting.base import LossWeighting, StepContext, replica_sum
-from mtl_keras.weighting.jacobian import representation_jacobian
+from mtl_keras.weighting.base import (
+    LossWeighting,
+    StepContext,
+    replica_sum,
+    require_representation,
+)
+from mtl_keras.weighting.jacobian import pack_samples, representation_jacobian
 
 
 def _replica_mean(value: Any) -> Any:
@@ -179,14 +184,8 @@ class GradNorm(LossWeighting):
 
     def _representation_norms(self, ctx: StepContext, scaled: Any) -> Any:
         """`||grad_z L_i||` over the global batch's representation z."""
-        if ctx.representation is None or isinstance(ctx.representation, (list, tuple, dict)):
-            raise ValueError(
-                "GradNorm(rep_grad=True) needs a model with one shared representation "
-                "tensor: build it with `representation=<layer name>` "
-                "(e.g. builders.shared_bottom)."
-            )
-        jz = representation_jacobian(ctx.tape, scaled, ctx.representation)
-        flat = tf.reshape(tf.cast(jz, tf.float32), [self.num_tasks, -1])
+        reps = require_representation(ctx, "GradNorm")
+        flat = pack_samples(representation_jacobian(ctx.tape, scaled, reps), self.num_tasks)
         # Each replica holds num_replicas x its block of the global gradient
         # (see `global_masked_mean`); the blocks tile the global batch.
         squares = replica_sum(tf.reduce_sum(tf.square(flat), axis=1))

@@ -55,20 +55,68 @@ def _pfor_jacobian(tape: tf.GradientTape, task_losses: Any, variables: list[Any]
     )
 
 
+def as_tensor_list(representation: Any) -> list[Any]:
+    """The representation as a list of tensors (one tensor, or a list)."""
+    if representation is None:
+        return []
+    if isinstance(representation, (list, tuple)):
+        return list(representation)
+    return [representation]
+
+
 def representation_jacobian(tape: tf.GradientTape, task_losses: Any, representation: Any) -> Any:
-    """Per-task gradients w.r.t. the shared representation, `(T,) + z.shape`.
+    """Per-task gradients w.r.t. the shared representation.
+
+    For one tensor z: a tensor `(T,) + z.shape`; for a list of tensors (a
+    representation made of several tensors, e.g. MMoE's experts and its
+    gates' input): a list of such blocks, one per tensor.
 
     One backward pass per task: task t's loss reaches z only through its own
     tower, so each pass touches one tower. (A vectorised `tape.jacobian`
     would push all T cotangents through all T towers, T times the work.)
     """
+    reps = as_tensor_list(representation)
     with tape:
         per_task = tf.unstack(task_losses, num=task_losses.shape[0])
     rows = []
     for loss in per_task:
-        g = tape.gradient(loss, representation)
-        rows.append(tf.zeros_like(representation) if g is None else g)
-    return tf.stack(rows, axis=0)
+        grads = tape.gradient(loss, reps)
+        rows.append([tf.zeros_like(z) if g is None else g for g, z in zip(grads, reps)])
+    blocks = [tf.stack([row[k] for row in rows], axis=0) for k in range(len(reps))]
+    return blocks if isinstance(representation, (list, tuple)) else blocks[0]
+
+
+def pack_samples(blocks: list[Any], num_tasks: int) -> Any:
+    """Per-task representation gradients as one float32 `(T, B * D)` matrix.
+
+    Each block `(T, B, ...)` is flattened per sample and the blocks are
+    concatenated per sample, so the matrix stays sample-major: under
+    `tf.distribute` the global batch's matrix is the replicas' matrices side
+    by side.
+    """
+    parts = [
+        tf.reshape(tf.cast(b, tf.float32), [num_tasks, tf.shape(b)[1], -1]) for b in blocks
+    ]
+    packed = parts[0] if len(parts) == 1 else tf.concat(parts, axis=2)
+    return tf.reshape(packed, [num_tasks, -1])
+
+
+def unpack_samples(vector: Any, like: list[Any]) -> list[Any]:
+    """Inverse of `pack_samples` for one row: tensors shaped and typed like `like`."""
+    batch = tf.shape(like[0])[0]
+    widths = [_per_sample_size(z) for z in like]
+    per_sample = tf.reshape(vector, [batch, -1])
+    parts = tf.split(per_sample, widths, axis=1) if len(like) > 1 else [per_sample]
+    return [tf.cast(tf.reshape(p, tf.shape(z)), z.dtype) for p, z in zip(parts, like)]
+
+
+def _per_sample_size(z: Any) -> Any:
+    size = z.shape[1:].num_elements()
+    if size is None:
+        raise ValueError(
+            f"A representation tensor needs static non-batch dimensions, got shape {z.shape}."
+        )
+    return size
 
 
 def _chain_jacobian(
@@ -80,14 +128,16 @@ def _chain_jacobian(
     torchjd's `mtl_backward` order: the towers are differentiated once per
     task (`representation_jacobian`), the trunk once for all T cotangents
     (vectorised with pfor, or one VJP per task with "loop"). Parameters z
-    does not depend on are differentiated directly.
+    does not depend on are differentiated directly. z may be several tensors
+    (none an ancestor of another): their VJPs add up.
     """
-    jz = representation_jacobian(tape, task_losses, representation)
+    reps = as_tensor_list(representation)
+    jz = representation_jacobian(tape, task_losses, reps)
     num_tasks = task_losses.shape[0]
     unconnected: list[int] = []
 
-    def pullback(cotangent: Any) -> list[Any]:
-        grads = tape.gradient(representation, variables, output_gradients=cotangent)
+    def pullback(cotangents: list[Any]) -> list[Any]:
+        grads = tape.gradient(reps, variables, output_gradients=list(cotangents))
         unconnected[:] = [i for i, g in enumerate(grads) if g is None]
         return [tf.reshape(tf.cast(g, tf.float32), [-1]) for g in fill_none(grads, variables)]
 
@@ -95,7 +145,9 @@ def _chain_jacobian(
         blocks = tf.vectorized_map(pullback, jz)  # traces `pullback` once
         rows = tf.concat(blocks, axis=1)
     else:
-        rows = tf.stack([tf.concat(pullback(jz[t]), axis=0) for t in range(num_tasks)], axis=0)
+        rows = tf.stack(
+            [tf.concat(pullback([b[t] for b in jz]), axis=0) for t in range(num_tasks)], axis=0
+        )
     if not unconnected:
         return rows
     # Shared parameters beside the representation: their own Jacobian.

@@ -54,14 +54,23 @@ SCRIPT = textwrap.dedent(
         with scope:
             keras.utils.set_random_seed(0)
             tasks = [mk.Binary("click"), mk.Regression("dwell")]
-            model = mk.builders.shared_bottom(
-                keras.Input((8,), name="x"), tasks, trunk_units=(16,),
-                tower_units=(8,), l2=1e-3)
+            if name.endswith("+mmoe"):
+                # A representation of two tensors (experts, gates' input).
+                name = name[: -len("+mmoe")]
+                model = mk.builders.mmoe(
+                    keras.Input((8,), name="x"), tasks, num_experts=3,
+                    expert_units=(8,), tower_units=(4,),
+                    encoder=keras.layers.Dense(6, activation="tanh"))
+            else:
+                model = mk.builders.shared_bottom(
+                    keras.Input((8,), name="x"), tasks, trunk_units=(16,),
+                    tower_units=(8,), l2=1e-3)
             model.compile(keras.optimizers.SGD(0.1), weighting=strategy_for(name))
             model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
             return [v.numpy() for v in model.weights]
 
-    names = list(STRATEGIES) + ["mgda@rep", "upgrad@rep", "imtl_g@rep", "gradnorm@rep"]
+    names = list(STRATEGIES) + ["mgda@rep", "upgrad@rep", "imtl_g@rep", "gradnorm@rep",
+                                "upgrad@rep+mmoe", "gradnorm@rep+mmoe", "pcgrad+mmoe"]
     report = {}
     for name in names:
         try:
