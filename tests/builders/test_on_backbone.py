@@ -213,3 +213,34 @@ def test_on_backbone_offline_minilm_two_text_tasks():
     assert pred["positive"].shape == (4, 1) and pred["content"].shape == (4, 16, 2)
     assert backbone.count_params() > 20_000_000  # the real MiniLM, not a stub
     print(f"MiniLM two-task test took {time.time() - start:.1f} s")
+
+
+@pytest.mark.filterwarnings("ignore:Gradients do not exist:UserWarning")
+def test_on_backbone_keras_hub_bert_rep_grad_pulls_back_through_the_backbone():
+    """The backbone's dict outputs (sequence and the unused pooled output) are
+    the representation: a sum-of-rows aggregator in rep_grad mode gives the
+    summed-loss update exactly, and UPGrad(rep_grad=True) trains under XLA."""
+    from mtl_keras.weighting.base import GradientAggregator
+
+    class SumOfRows(GradientAggregator):
+        def combination(self, jacobian):
+            return keras.ops.ones([jacobian.shape[0]])
+
+    x = _bert_inputs(16)
+    tags = np.where(x["padding_mask"] > 0, x["token_ids"] % 3, -1).astype("int32")
+    y = {"topic": x["token_ids"][:, 1] % 2, "ner": tags}
+
+    def one_step(weighting, jit=False, epochs=1):
+        keras.utils.set_random_seed(0)
+        model = on_backbone(_tiny_bert(), [mk.Multiclass("topic", 2), mk.Tagging("ner", 3)])
+        assert len(model._representation_tensors) == 2  # sequence + pooled
+        model.compile(keras.optimizers.SGD(0.1), weighting=weighting, jit_compile=jit)
+        hist = model.fit(x, y, batch_size=16, epochs=epochs, shuffle=False, verbose=0)
+        return [v.numpy() for v in model.trainable_variables], hist.history["loss"]
+
+    plain, _ = one_step("static")
+    rep, _ = one_step(SumOfRows(rep_grad=True))
+    for a, b in zip(rep, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    _, losses = one_step(mk.weighting.UPGrad(rep_grad=True), jit=True, epochs=4)
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
