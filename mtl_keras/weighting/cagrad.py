@@ -27,10 +27,12 @@ class CAGrad(GradientAggregator):
     `r < norm_eps`: approximately Pareto-stationary) and `d = J^T weights`,
     so d is linear in J. The simplex problem is solved in float64 by
     projected gradient descent with backtracking (a `tf.while_loop` of at
-    most `max_iters` steps, stopping once a step barely moves w or the objective),
-    whose support then seeds an exact pivoting solve (closed form per support,
-    see `_polish_support`): exact even on ill-conditioned Gramians, where
-    projected gradient alone crawls; instead of torchjd's cvxpy/Clarabel.
+    most `max_iters` steps, stopping once a step barely moves w or the
+    objective), whose support then seeds an exact pivoting solve (closed
+    form per support, see `_pivot_support`): exact even on ill-conditioned
+    Gramians, where projected gradient alone crawls; instead of torchjd's
+    cvxpy/Clarabel. If pivoting does not settle (e.g. identical rows make the
+    support's system singular), the projected-gradient answer is kept.
 
     Properties: `c = 0` gives the mean; invariant to permuting rows;
     identical rows give that row (times `1 + c`).
@@ -107,12 +109,17 @@ class CAGrad(GradientAggregator):
         # Initial step from the smooth part's curvature scale.
         t0 = 1.0 / (tf.reduce_max(tf.abs(g)) * m + 1e-12)
         t_max = 1e6 * t0
-        _, w, _, _ = tf.while_loop(
+
+        _, w_pg, _, _ = tf.while_loop(
             lambda i, w, t, moved: tf.logical_and(i < self.max_iters, moved),
             step,
             (tf.constant(0), u, t0, tf.constant(True)),
         )
-        w = _polish_support(g, gu, s, w)
+        # Its support seeds an exact pivoting solve (projected gradient alone
+        # crawls on ill-conditioned Gramians).
+        free = tf.cast(w_pg > 1e-6 * tf.reduce_max(w_pg), tf.float64)
+        w, done = _pivot_support(g, gu, s, free)
+        w = tf.where(done, w, w_pg)
         r = tf.sqrt(tf.maximum(tf.reduce_sum(w * tf.linalg.matvec(g, w)), 0.0))
         small = r < self.norm_eps
         return tf.where(small, tf.zeros_like(w), u + (s / tf.where(small, tf.ones_like(r), r)) * w)
@@ -130,10 +137,9 @@ class CAGrad(GradientAggregator):
         }
 
 
-def _polish_support(g: Any, gu: Any, s: Any, w_start: Any) -> Any:
+def _pivot_support(g: Any, gu: Any, s: Any, free: Any) -> tuple[Any, Any]:
     """The exact minimiser of `w.gu + s sqrt(w^T g w)` on the simplex, by
-    pivoting on its support F, from the support of the projected-gradient
-    estimate `w_start` (which, on ill-conditioned Gramians, converges slowly).
+    pivoting on its support F, starting from the support `free` (0/1).
 
     On a given support the KKT conditions have a closed form: with
     `a = g_FF^-1 1`, `b = g_FF^-1 gu_F`, `A = sum a`, `B = sum b`,
@@ -145,23 +151,34 @@ def _polish_support(g: Any, gu: Any, s: Any, w_start: Any) -> Any:
     flipped (all of them, or only the largest after three flips without
     progress: `_ops.pivot_flips`). If no support satisfies the
     conditions within the iteration cap (or g_FF is singular, e.g. for
-    identical rows), `w_start` is returned unchanged.
+    identical rows), `done` is False and `w` is not to be used.
     """
     m = int(g.shape[0])
     tol = 1e-12 * (1.0 + tf.reduce_max(tf.abs(gu)))
 
     def solve(free: Any) -> tuple[Any, Any, Any]:
         system = _ops.principal_system(g, free)
-        ab = tf.linalg.solve(system, tf.stack([free, free * gu], axis=1))
+        # QR, not `tf.linalg.solve`/Cholesky: outside XLA those raise on a
+        # singular system (identical or zero rows), which is an expected
+        # outcome here; the KKT residuals below reject such a solve.
+        q, r = tf.linalg.qr(system)
+        rhs = tf.stack([free, free * gu], axis=1)
+        ab = tf.linalg.triangular_solve(r, tf.matmul(q, rhs, transpose_a=True), lower=False)
         a, b = ab[:, 0], ab[:, 1]
         big_a, big_b, big_c = tf.reduce_sum(a), tf.reduce_sum(b), tf.reduce_sum(free * gu * b)
         disc = big_b * big_b - big_a * big_c + big_a * s * s
         alpha = tf.sqrt(tf.maximum(disc, 1e-300))
         mu = (alpha + big_b) / big_a
         w = free * (mu * a - b) / alpha
-        slack = (1.0 - free) * (gu + alpha * tf.linalg.matvec(g, w) - mu)
+        residual = gu + alpha * tf.linalg.matvec(g, w) - mu
+        slack = (1.0 - free) * residual
+        # Stationarity on F and sum(w) = 1 hold exactly when the solve did.
+        accurate = tf.logical_and(
+            tf.reduce_max(tf.abs(free * residual)) <= 1e-8 * (1.0 + tf.abs(mu)),
+            tf.abs(tf.reduce_sum(w) - 1.0) <= 1e-8,
+        )
         ok = tf.logical_and(disc > 0, tf.reduce_all(tf.math.is_finite(w)))
-        return w, slack, ok
+        return w, slack, tf.logical_and(ok, accurate)
 
     def body(it: Any, free: Any, best: Any, tries: Any, done: Any, w: Any) -> tuple:
         w, slack, ok = solve(free)
@@ -175,10 +192,9 @@ def _polish_support(g: Any, gu: Any, s: Any, w_start: Any) -> Any:
     def cond(it: Any, free: Any, best: Any, tries: Any, done: Any, w: Any) -> Any:
         return tf.logical_and(it < 3 * m, tf.logical_not(done))
 
-    free = tf.cast(w_start > 1e-6 * tf.reduce_max(w_start), tf.float64)
     start = (
         tf.constant(0), free, tf.constant(m + 1), tf.constant(_ops.PIVOT_TRIES),
-        tf.constant(False), w_start,
+        tf.constant(False), tf.zeros_like(gu),
     )  # fmt: skip
     _, _, _, _, done, w = tf.while_loop(cond, body, start)
-    return tf.where(done, w, w_start)
+    return w, done

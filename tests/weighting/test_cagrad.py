@@ -17,6 +17,13 @@ def test_parity_with_torchjd(case: str) -> None:
     check_parity("cagrad", CAGrad, case)
 
 
+@pytest.mark.parametrize("case", ["identical", "opposite", "zero_row", "tiny", "random_5x20"])
+def test_without_xla_singular_supports_do_not_raise(case: str) -> None:
+    # Outside XLA `tf.linalg.solve`/Cholesky raise on the singular support
+    # systems of identical or zero rows; the pivoting solve must not.
+    assert_close(run(CAGrad(), matrix(case), jit=False), run(CAGrad(), matrix(case)))
+
+
 def test_c_zero_is_the_mean_and_identical_rows_scale_by_one_plus_c() -> None:
     jac = random_matrix((3, 5), 1)
     assert_close(run(CAGrad(c=0.0), jac), jac.mean(axis=0))
@@ -44,7 +51,7 @@ def test_config_round_trip() -> None:
 
 def _exact_weights(jac: np.ndarray, c: float = 0.5) -> np.ndarray:
     """Brute force over supports of the simplex problem, float64 (see
-    `cagrad._polish_support` for the closed form on one support)."""
+    `cagrad._pivot_support` for the closed form on one support)."""
     j = jac.astype(np.float64)
     g = j @ j.T / np.trace(j @ j.T)
     m = len(g)
