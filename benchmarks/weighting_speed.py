@@ -8,10 +8,12 @@ blocks of the ratio to its `Static` block is reported (so that load from
 other processes, which drifts, hits both sides of a ratio alike). Aggregators run in full-Jacobian
 mode (both Jacobian methods for a few of them) and in `rep_grad` mode.
 
-When torch and torchjd are installed, torchjd's `mtl_backward` +
-`jac_to_grad` on the same MLP and thread count is timed in a separate
-subprocess (importing torch after TensorFlow can crash), and the table shows
-our full-Jacobian step time divided by torchjd's.
+When torch and torchjd are installed (here or in `--torch-python`),
+torchjd's `mtl_backward` + `jac_to_grad` on the same MLP and thread count is
+timed in a separate process (importing torch after TensorFlow can crash),
+one block right after each of our full-Jacobian blocks of the same method,
+and the table shows the median over rounds of our block time divided by
+torchjd's.
 
     python benchmarks/weighting_speed.py [--quick] [--threads 2] [--only LABEL ...]
         [--torch-python PATH]
@@ -39,6 +41,8 @@ AGGREGATORS = [
     "pcgrad", "mgda", "cagrad", "nash_mtl", "imtl_g", "upgrad", "aligned_mtl",
     "graddrop", "gradvac", "dualproj", "config",
 ]  # fmt: skip
+#: pause when switching between our process and torchjd's
+SETTLE_SECONDS = 0.05
 #: aggregators also timed with the other Jacobian method
 METHOD_PROBES = ["upgrad", "mgda"]
 
@@ -52,12 +56,12 @@ TORCHJD = {
 
 TORCH_SCRIPT = textwrap.dedent(
     """
-    import json, random, statistics, sys, time
+    import json, sys, time
     import torch
     from torchjd import aggregation as A
     from torchjd.autojac import jac_to_grad, mtl_backward
 
-    T, threads, rounds, steps, names = json.loads(sys.argv[1])
+    T, threads, names = json.loads(sys.argv[1])
     ctors = json.loads(sys.argv[2])
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -89,17 +93,15 @@ TORCH_SCRIPT = textwrap.dedent(
         except Exception as e:  # reported as missing
             print(f"torchjd {n}: {type(e).__name__}: {e}", file=sys.stderr)
             aggs.pop(n, None)
-    times = {n: [] for n in aggs}
-    order, rng = list(aggs), random.Random(1)
-    for _ in range(rounds):
-        rng.shuffle(order)
-        for n in order:
-            agg = aggs[n]
-            start = time.perf_counter()
-            for _ in range(steps):
-                step(agg)
-            times[n].append((time.perf_counter() - start) / steps)
-    print("RESULT" + json.dumps({n: statistics.median(v) for n, v in times.items()}))
+    # Serve timing requests ("<name> <steps>" per line) so that each torchjd
+    # block is timed right next to the same method's Keras block.
+    print("READY" + json.dumps(list(aggs)), flush=True)
+    for line in sys.stdin:
+        n, k = line.split()
+        start = time.perf_counter()
+        for _ in range(int(k)):
+            step(aggs[n])
+        print(json.dumps((time.perf_counter() - start) / int(k)), flush=True)
     """
 )
 
@@ -135,8 +137,11 @@ def _variants(num_tasks: int) -> list[tuple[str, str, Any]]:
 
 
 def time_ours(
-    num_tasks: int, rounds: int, steps: int, only: list[str] | None = None
-) -> tuple[dict[str, float], dict[str, float]]:
+    num_tasks: int, rounds: int, steps: int, only: list[str] | None = None,
+    torch: TorchTimer | None = None,
+) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """Median step times, median ratios to Static, and (with `torch`) median
+    ratios of our full-Jacobian blocks to torchjd blocks timed right after."""
     import numpy as np
     import tensorflow as tf
 
@@ -160,6 +165,10 @@ def time_ours(
     jacobian.JACOBIAN_METHOD = "pfor"
     times: dict[str, list[float]] = {label: [] for label in runs}
     ratios_per_block: dict[str, list[float]] = {label: [] for label in runs}
+    torch_times: dict[str, list[float]] = {
+        label: [] for label in (torch.names if torch is not None else [])
+    }
+    vs_torch: dict[str, list[float]] = {label: [] for label in torch_times}
 
     def block(label: str) -> float:
         model, it = runs[label]
@@ -177,37 +186,75 @@ def time_ours(
         # ratio then sees the same machine state (load drifts within a round).
         shuffler.shuffle(order)
         for label in order:
+            paired = torch is not None and label in torch.names
+            if paired and r % 2 == 1:
+                theirs = torch.block(label, steps)
             if r % 2 == 0:
                 base, value = block("static"), block(label)
             else:
                 value, base = block(label), block("static")
+            if paired and r % 2 == 0:
+                theirs = torch.block(label, steps)
             times["static"].append(base)
             times[label].append(value)
             ratios_per_block[label].append(value / base)
+            if paired:
+                torch_times[label].append(theirs)
+                vs_torch[label].append(value / theirs)
+        if torch is not None:
+            torch_times["static"].append(torch.block("static", steps))
     ratios = {label: statistics.median(v) for label, v in ratios_per_block.items() if v}
     ratios["static"] = 1.0
-    return {label: statistics.median(v) for label, v in times.items()}, ratios
+    versus = {label: statistics.median(v) for label, v in vs_torch.items() if v}
+    versus.update({
+        f"torch:{label}": statistics.median(v) for label, v in torch_times.items() if v
+    })  # fmt: skip
+    return {label: statistics.median(v) for label, v in times.items()}, ratios, versus
 
 
-def time_torchjd(
-    num_tasks: int, threads: int, rounds: int, steps: int, only: list[str] | None = None,
-    python: str | None = None,
-) -> dict[str, float]:
+class TorchTimer:
+    """torchjd timed in its own process (importing torch after TensorFlow can
+    crash), one block of steps per request, so that its blocks interleave
+    with ours and both see the same machine state."""
+
+    def __init__(self, python: str, num_tasks: int, threads: int, names: list[str]) -> None:
+        args = json.dumps([num_tasks, threads, ["static", *names]])
+        self.proc = subprocess.Popen(
+            [python, "-c", TORCH_SCRIPT, args, json.dumps(TORCHJD)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.names: list[str] = []
+        for line in self.proc.stdout:
+            if line.startswith("READY"):
+                self.names = json.loads(line[len("READY"):])
+                break
+        if not self.names:
+            raise RuntimeError("the torchjd process did not start (see its stderr above)")
+
+    def block(self, name: str, steps: int) -> float:
+        # Let TensorFlow's worker threads stop spinning before torch runs,
+        # and torch's before ours run again.
+        time.sleep(SETTLE_SECONDS)
+        self.proc.stdin.write(f"{name} {steps}\n")
+        self.proc.stdin.flush()
+        seconds = float(json.loads(self.proc.stdout.readline()))
+        time.sleep(SETTLE_SECONDS)
+        return seconds
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def torch_timer(
+    python: str | None, num_tasks: int, threads: int, only: list[str] | None
+) -> TorchTimer | None:
     if python is None:
         if importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchjd") is None:
-            return {}
+            return None
         python = sys.executable
     names = [n for n in AGGREGATORS if not only or n in only]
-    args = json.dumps([num_tasks, threads, rounds, steps, ["static", *names]])
-    out = subprocess.run(
-        [python, "-c", TORCH_SCRIPT, args, json.dumps(TORCHJD)],
-        capture_output=True, text=True, timeout=3600,
-    )
-    for line in out.stdout.splitlines():
-        if line.startswith("RESULT"):
-            return json.loads(line[len("RESULT"):])
-    print(out.stderr[-2000:], file=sys.stderr)
-    return {}
+    return TorchTimer(python, num_tasks, threads, names)
 
 
 def main() -> None:
@@ -235,17 +282,23 @@ def main() -> None:
 
     # One table per T, printed as soon as it is measured.
     for t in args.tasks:
-        ours, ratios = time_ours(t, rounds, steps, args.only)
-        theirs = time_torchjd(t, args.threads, rounds, steps, args.only, args.torch_python)
+        torch = torch_timer(args.torch_python, t, args.threads, args.only)
+        try:
+            # Build and warm up ours only after torchjd has warmed up: the
+            # two processes share the cores.
+            ours, ratios, versus = time_ours(t, rounds, steps, args.only, torch)
+        finally:
+            if torch is not None:
+                torch.close()
         print(f"\nT = {t}: Static {ours['static'] * 1e3:.2f} ms/step", end="")
-        if "static" in theirs:
-            print(f" (torchjd script, plain backward: {theirs['static'] * 1e3:.2f} ms)", end="")
+        if "torch:static" in versus:
+            print(f" (torchjd script, plain backward: {versus['torch:static'] * 1e3:.2f} ms)",
+                  end="")  # fmt: skip
         print(f"\n\n| strategy | T={t} / Static | T={t} ours / torchjd |\n|---|---|---|")
-        for label, value in ours.items():
-            name = label.split("@")[0]
-            ref = theirs.get(name) if "@" not in label and name in TORCHJD else None
-            ratio = f"{value / ref:.2f}" if ref else ""
+        for label in ours:
+            ratio = f"{versus[label]:.2f}" if label in versus else ""
             print(f"| {label} | {ratios[label]:.2f} | {ratio} |", flush=True)
+
 
 if __name__ == "__main__":
     main()
