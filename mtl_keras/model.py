@@ -15,42 +15,11 @@ from mtl_keras.tasks import Task, validate_tasks
 from mtl_keras.weighting.base import StepContext, Weighting, global_masked_mean
 
 
-def upstream_operations(tensor: Any) -> set[int]:
-    """ids of the operations (layers) a functional tensor depends on, its own included."""
-    seen: set[int] = set()
-    stack = [tensor]
-    visited_nodes: set[int] = set()
-    while stack:
-        t = stack.pop()
-        history = getattr(t, "_keras_history", None)
-        if history is None:
-            continue
-        op, node_index, _ = history
-        node = op._inbound_nodes[node_index]
-        if id(node) in visited_nodes:
-            continue
-        visited_nodes.add(id(node))
-        seen.add(id(op))
-        stack.extend(node.input_tensors)
-    return seen
-
-
-class RepresentationError(ValueError):
-    """The declared shared representation is not a valid cut of the model."""
-
-
-def _history_key(tensor: Any) -> tuple[int, int, int] | None:
-    history = getattr(tensor, "_keras_history", None)
-    if history is None:
-        return None
-    op, node_index, tensor_index = history
-    return id(op), node_index, tensor_index
-
-
-def _walk_upstream(tensors: list[Any], stop: set[Any]) -> set[int]:
-    """ids of the operations `tensors` depend on, not looking past `stop`
-    (history keys of tensors whose producers are not visited)."""
-    seen: set[int] = set()
+def upstream_layers(tensors: list[Any], stop: frozenset = frozenset()) -> dict[int, Any]:
+    """id -> operation (layer) for every operation the functional `tensors`
+    depend on, their own producers included, not looking past the tensors
+    whose `_history_key` is in `stop`."""
+    seen: dict[int, Any] = {}
     visited_nodes: set[int] = set()
     stack = list(tensors)
     while stack:
@@ -63,9 +32,26 @@ def _walk_upstream(tensors: list[Any], stop: set[Any]) -> set[int]:
         if id(node) in visited_nodes:
             continue
         visited_nodes.add(id(node))
-        seen.add(id(op))
+        seen[id(op)] = op
         stack.extend(node.input_tensors)
     return seen
+
+
+def upstream_operations(tensor: Any) -> set[int]:
+    """ids of the operations (layers) a functional tensor depends on, its own included."""
+    return set(upstream_layers([tensor]))
+
+
+def _history_key(tensor: Any) -> tuple[int, int, int] | None:
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        return None
+    op, node_index, tensor_index = history
+    return id(op), node_index, tensor_index
+
+
+class RepresentationError(ValueError):
+    """The declared shared representation is not a valid cut of the model."""
 
 
 def representation_tensors(
@@ -85,7 +71,6 @@ def representation_tensors(
         for node in depth_nodes:
             if node.operation is not None:
                 nodes_of.setdefault(id(node.operation), []).append(node)
-    by_id = {id(op): op for op in model.operations}
     for name in names:
         layer = next((op for op in model.operations if op.name == name), None)
         if layer is None:
@@ -100,10 +85,10 @@ def representation_tensors(
                 "it must be called once."
             )
         tensors.extend(keras.tree.flatten(nodes[0].outputs))
-    keys = {_history_key(t) for t in tensors}
+    keys = frozenset(_history_key(t) for t in tensors)
     for t in tensors:
         op, node_index, _ = t._keras_history
-        below = _walk_upstream(list(op._inbound_nodes[node_index].input_tensors), set())
+        below = upstream_layers(list(op._inbound_nodes[node_index].input_tensors))
         for other in tensors:
             if id(other._keras_history[0]) in below:
                 raise RepresentationError(
@@ -111,11 +96,10 @@ def representation_tensors(
                     f"representation layer {other._keras_history[0].name!r}; list only "
                     "tensors that do not depend on each other."
                 )
-    below_rep = _walk_upstream(tensors, set())
+    below_rep = upstream_layers(tensors)
     for task, out in outputs.items():
-        for op_id in _walk_upstream([out], keys) & below_rep:
-            op = by_id.get(op_id)
-            if op is not None and getattr(op, "trainable_weights", None):
+        for op_id, op in upstream_layers([out], keys).items():
+            if op_id in below_rep and getattr(op, "trainable_weights", None):
                 raise RepresentationError(
                     f"layer {op.name!r} feeds the representation {names} and also reaches "
                     f"task {task!r} beside it; add its tensor that reaches {task!r} to the "
@@ -527,8 +511,8 @@ class MultiTaskModel(keras.Model):
             raise ValueError(
                 f"Weighting {type(self.weighting).__name__} needs the shared representation: "
                 "build the model with `representation=<layer name or names>` "
-                "(builders.shared_bottom, mmoe, ple, cross_stitch, split and on_backbone "
-                "declare it), or use rep_grad=False."
+                "(every builder declares it; `split` only without a skip connection "
+                "across the split), or use rep_grad=False."
             )
         reps = self._representation_tensors
         if self._representation_model is None:

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import keras
 
 from mtl_keras.layers.representation_tap import RepresentationTap
+from mtl_keras.model import upstream_layers
 
 
 def validate_units(units: Sequence[int], what: str, allow_empty: bool = False) -> None:
@@ -52,20 +53,7 @@ def validate_count(value: Any, what: str, minimum: int = 1) -> int:
 def has_trainable_ancestors(tensor: Any) -> bool:
     """Whether a functional tensor is computed by layers with trainable weights
     (e.g. an encoder with embeddings), as opposed to straight from inputs."""
-    stack, seen = [tensor], set()
-    while stack:
-        history = getattr(stack.pop(), "_keras_history", None)
-        if history is None:
-            continue
-        op, node_index, _ = history
-        node = op._inbound_nodes[node_index]
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if getattr(op, "trainable_weights", None):
-            return True
-        stack.extend(node.input_tensors)
-    return False
+    return any(getattr(op, "trainable_weights", None) for op in upstream_layers([tensor]).values())
 
 
 def fork(tensor: Any, name: str) -> tuple[Any, list[str]]:

@@ -9,6 +9,7 @@ import keras
 
 from mtl_keras.builders.common import validate_units
 from mtl_keras.layers.mlp import MLP
+from mtl_keras.layers.representation_tap import RepresentationTap
 from mtl_keras.layers.sequence_pooling import SequencePooling
 from mtl_keras.layers.task_attention import TaskAttention
 from mtl_keras.layers.trunk_unit import UNIT_KINDS, TrunkUnit, _check_momentum
@@ -46,7 +47,10 @@ def mtan(
     per-task unit applied to `t_j` (pooled like the trunk). The last attended
     feature goes to the task: pooled for row-level tasks, per token for
     `Tagging` (sequence trunks without pooling). Only the attention modules,
-    towers and heads are task-specific; the trunk is shared.
+    towers and heads are task-specific; the trunk is shared. The tasks read
+    `u_j` and `p_j` through `RepresentationTap` layers
+    (`block<j>_unit0_read`, `block<j>_unit1_read`); these reads (and the
+    last `p`) are the shared representation for `rep_grad` strategies.
 
     Args:
         inputs: a `keras.Input` (or a structure of them when `encoder` is
@@ -128,17 +132,29 @@ def mtan(
     prev: dict[str, Any] = {}
     attended: dict[str, Any] = {}
     last = len(filters) - 1
+    representation: list[str] = []
     for j, f in enumerate(filters):
         u = TrunkUnit(trunk, f, kernel_size, **bn, name=f"block{j}_unit0")(x)
         p = TrunkUnit(trunk, f, kernel_size, **bn, name=f"block{j}_unit1")(u)
+        # The tasks read u and p beside the trunk's own path: through taps,
+        # all these reads together are the shared representation (rep_grad).
+        u_read = RepresentationTap(name=f"block{j}_unit0_read")(u)
+        if j == last:  # only the tasks read the last unit
+            p_read, p_name = p, f"block{j}_unit1"
+        else:
+            p_name = f"block{j}_unit1_read"
+            p_read = RepresentationTap(name=p_name)(p)
+        representation += [f"block{j}_unit0_read", p_name]
         for task in tasks:
             att_in = (
-                u
+                u_read
                 if j == 0
-                else keras.layers.Concatenate(name=f"{task.name}_concat_{j}")([u, prev[task.name]])
+                else keras.layers.Concatenate(name=f"{task.name}_concat_{j}")(
+                    [u_read, prev[task.name]]
+                )
             )
             mask = TaskAttention(f, **bn, name=_mask_layer_name(task.name, j))(att_in)
-            feat = keras.layers.Multiply(name=f"{task.name}_attended_{j}")([mask, p])
+            feat = keras.layers.Multiply(name=f"{task.name}_attended_{j}")([mask, p_read])
             if j < last:
                 nxt = TrunkUnit(
                     match_kind,
@@ -160,7 +176,9 @@ def mtan(
             feat = SequencePooling("avg", name=f"{task.name}_pool")(feat)
         tower = MLP(tower_units, dropout=dropout, name=f"{task.name}_tower")(feat)
         outputs[task.name] = task.head(tower)
-    return MultiTaskModel(inputs, outputs, tasks=tasks, name=name)
+    return MultiTaskModel(
+        inputs, outputs, tasks=tasks, name=name, representation=representation
+    )
 
 
 def mtan_attention_model(model: keras.Model) -> keras.Model:

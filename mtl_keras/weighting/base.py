@@ -150,8 +150,8 @@ def require_representation(ctx: StepContext, strategy: str) -> list[Any]:
         raise ValueError(
             f"{strategy}(rep_grad=True) needs a model that declares its shared "
             "representation: build it with `representation=<layer name or names>` "
-            "(builders.shared_bottom, mmoe, ple, cross_stitch, split and on_backbone "
-            "declare it), or use rep_grad=False."
+            "(every builder declares it; `split` only without a skip connection "
+            "across the split), or use rep_grad=False."
         )
     return list(reps) if isinstance(reps, (list, tuple)) else [reps]
 

@@ -53,14 +53,19 @@ BUILDS: dict[str, Callable[[], mk.MultiTaskModel]] = {
     "on_backbone": lambda: builders.on_backbone(_backbone(), TASKS, tower_units=(3,)),
     "cascade": lambda: builders.cascade(keras.Input((D,)), TASKS, dependencies={"c": ["a", "b"]},
                                         trunk_units=(5,), tower_units=(3,), pass_hidden=True),
+    "mtan": lambda: builders.mtan(keras.Input((D, 1)), TASKS, trunk="conv1d", filters=(4, 6),
+                                  kernel_size=2, pool=True),
     "esmm": lambda: builders.esmm(keras.Input((D,)), ctr_task="a", cvr_task="b", ctcvr_task="c",
                                   trunk_units=(5,), tower_units=(3,), cvr_weight=1.0),
 }
 
 
-def _data() -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _data(model: Any = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Inputs shaped for `model` (N, D) or (N, D, 1) and 0/1 targets."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(N, D)).astype("float32")
+    if model is not None:
+        x = x.reshape((N, *model.inputs[0].shape[1:]))
     # 0/1 targets suit the Binary tasks of esmm as well as regression.
     return x, {t.name: (rng.normal(size=(N, 1)) > 0).astype("float32") for t in TASKS}
 
@@ -92,7 +97,7 @@ def test_builders_declare_a_representation(name: str) -> None:
 def test_chain_rule_through_the_representation_is_exact(name: str, method: str) -> None:
     keras.utils.set_random_seed(0)
     model = BUILDS[name]()
-    x, y = _data()
+    x, y = _data(model)
     tape, losses, reps = _losses(model, x, y)
     shared = _shared(model)
     direct = task_jacobian(tape, losses, shared, method="loop")
@@ -129,7 +134,7 @@ def _one_step(name: str, weighting: Any) -> list[np.ndarray]:
     keras.utils.set_random_seed(0)
     model = BUILDS[name]()
     model.compile(keras.optimizers.SGD(0.1), weighting=weighting, jit_compile=False)
-    x, y = _data()
+    x, y = _data(model)
     model.fit(x, y, batch_size=N, epochs=1, shuffle=False, verbose=0)
     return [v.numpy() for v in model.trainable_variables]
 
