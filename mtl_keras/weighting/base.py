@@ -66,6 +66,7 @@ import tensorflow as tf
 
 from mtl_keras.tasks import Task
 from mtl_keras.weighting import _ops
+from mtl_keras.weighting.jacobian import as_tensor_list
 
 
 def _replica_context() -> Any:
@@ -145,15 +146,15 @@ class StepContext:
 
 def require_representation(ctx: StepContext, strategy: str) -> list[Any]:
     """`ctx.representation` as a list of tensors, or a clear error."""
-    reps = ctx.representation
-    if reps is None or (isinstance(reps, (list, tuple)) and not reps):
+    reps = as_tensor_list(ctx.representation)
+    if not reps:
         raise ValueError(
             f"{strategy}(rep_grad=True) needs a model that declares its shared "
             "representation: build it with `representation=<layer name or names>` "
             "(every builder declares it; `split` only without a skip connection "
             "across the split), or use rep_grad=False."
         )
-    return list(reps) if isinstance(reps, (list, tuple)) else [reps]
+    return reps
 
 
 class Weighting(keras.layers.Layer):
