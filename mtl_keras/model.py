@@ -12,7 +12,12 @@ from keras.src.utils.tracking import DotNotTrackScope
 from mtl_keras import weighting as weighting_lib
 from mtl_keras.scalar_mean import ScalarMean
 from mtl_keras.tasks import Task, validate_tasks
-from mtl_keras.weighting.base import StepContext, Weighting, global_masked_mean
+from mtl_keras.weighting.base import (
+    StepContext,
+    Weighting,
+    global_masked_mean,
+    missing_representation,
+)
 
 
 def upstream_layers(tensors: list[Any], stop: frozenset = frozenset()) -> dict[int, Any]:
@@ -66,6 +71,7 @@ def representation_tensors(
     beside it (its rep_grad gradient would miss that path).
     """
     tensors: list[Any] = []
+    rep_nodes: list[Any] = []
     nodes_of = {}
     for depth_nodes in model._nodes_by_depth.values():
         for node in depth_nodes:
@@ -84,16 +90,16 @@ def representation_tensors(
                 f"representation layer {name!r} is called {len(nodes)} times in the model; "
                 "it must be called once."
             )
+        rep_nodes.append(nodes[0])
         tensors.extend(keras.tree.flatten(nodes[0].outputs))
     keys = frozenset(_history_key(t) for t in tensors)
-    for t in tensors:
-        op, node_index, _ = t._keras_history
-        below = upstream_layers(list(op._inbound_nodes[node_index].input_tensors))
-        for other in tensors:
-            if id(other._keras_history[0]) in below:
+    for node in rep_nodes:
+        below = upstream_layers(list(node.input_tensors))
+        for other in rep_nodes:
+            if id(other.operation) in below:
                 raise RepresentationError(
-                    f"representation tensor of layer {op.name!r} is computed from the "
-                    f"representation layer {other._keras_history[0].name!r}; list only "
+                    f"representation tensor of layer {node.operation.name!r} is computed from "
+                    f"the representation layer {other.operation.name!r}; list only "
                     "tensors that do not depend on each other."
                 )
     below_rep = upstream_layers(tensors)
@@ -508,12 +514,7 @@ class MultiTaskModel(keras.Model):
         outputs, so the representation's tensors are recorded on the tape.
         """
         if not self._representation_tensors:
-            raise ValueError(
-                f"Weighting {type(self.weighting).__name__} needs the shared representation: "
-                "build the model with `representation=<layer name or names>` "
-                "(every builder declares it; `split` only without a skip connection "
-                "across the split), or use rep_grad=False."
-            )
+            raise missing_representation(f"Weighting {type(self.weighting).__name__}")
         reps = self._representation_tensors
         if self._representation_model is None:
             outputs = [self._outputs_struct[n] for n in self.task_names] + reps

@@ -144,16 +144,20 @@ class StepContext:
     representation: Any = None
 
 
+def missing_representation(strategy: str) -> ValueError:
+    """The error for a strategy that needs a representation the model lacks."""
+    return ValueError(
+        f"{strategy} needs a model that declares its shared representation: build it "
+        "with `representation=<layer name or names>` (every builder declares it; "
+        "`split` only without a skip connection across the split), or use rep_grad=False."
+    )
+
+
 def require_representation(ctx: StepContext, strategy: str) -> list[Any]:
     """`ctx.representation` as a list of tensors, or a clear error."""
     reps = as_tensor_list(ctx.representation)
     if not reps:
-        raise ValueError(
-            f"{strategy}(rep_grad=True) needs a model that declares its shared "
-            "representation: build it with `representation=<layer name or names>` "
-            "(every builder declares it; `split` only without a skip connection "
-            "across the split), or use rep_grad=False."
-        )
+        raise missing_representation(f"{strategy}(rep_grad=True)")
     return reps
 
 
