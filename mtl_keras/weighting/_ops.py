@@ -40,8 +40,15 @@ def _in_xla_context() -> bool:
     return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
 
 
-def gramian(jacobian: Any) -> Any:
-    """`J J^T` in float32 (num_tasks, num_tasks)."""
+def gramian(jacobian: Any, dtype: Any = None) -> Any:
+    """`J J^T` (num_tasks, num_tasks), in the Jacobian's dtype or `dtype`.
+
+    `dtype=tf.float64` for rank decisions: a float32 Gramian carries
+    rounding noise of ~1e-8 of its largest eigenvalue, which swamps the
+    (eps32)^2-small eigenvalues of linearly dependent float32 rows.
+    """
+    if dtype is not None:
+        jacobian = tf.cast(jacobian, dtype)
     m = jacobian.shape[0]
     if m is not None and m < 4 and _in_xla_context():
         # XLA's CPU dot is 2-4x slower for 2 or 3 rows than for 4 (measured

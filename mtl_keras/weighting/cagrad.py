@@ -35,7 +35,11 @@ class CAGrad(GradientAggregator):
     support's system singular), the projected-gradient answer is kept.
 
     Properties: `c = 0` gives the mean; invariant to permuting rows;
-    identical rows give that row (times `1 + c`).
+    identical rows give that row (times `1 + c`); with `c >= 1`, d
+    conflicts with no task, and is zero when 0 is in the convex hull of the
+    rows (decided by an exact min-norm solve, `_hull_distance`). The
+    Gramian is computed in float64: in float32 its rounding noise (~1e-8 of
+    the trace) alone puts that distance above `norm_eps`.
 
     Reference: Liu et al., "Conflict-Averse Gradient Descent for Multi-task
     Learning", NeurIPS 2021 (arXiv:2110.14048).
@@ -122,11 +126,20 @@ class CAGrad(GradientAggregator):
         w = tf.where(done, w, w_pg)
         r = tf.sqrt(tf.maximum(tf.reduce_sum(w * tf.linalg.matvec(g, w)), 0.0))
         small = r < self.norm_eps
+        if self.c >= 1.0:
+            # With c >= 1 the objective is >= (c - 1) r sqrt(u^T G u) >= 0: its
+            # minimum is 0 exactly when 0 is in the convex hull of the rows,
+            # at a kink where the solve above can stop with r ~ 1e-3 and a
+            # conflicting d. Decide that case by an exact min-norm solve.
+            small = tf.logical_or(small, _hull_distance(g) < self.norm_eps)
         return tf.where(small, tf.zeros_like(w), u + (s / tf.where(small, tf.ones_like(r), r)) * w)
 
     def combination(self, jacobian: Any) -> Any:
         _ops.static_num_tasks(jacobian, "CAGrad")
-        return self.gram_weights(_ops.gramian(jacobian))
+        # float64 Gramian: a float32 one has rounding noise ~1e-8 tr(G), so
+        # when 0 is in the convex hull of the rows the solve sees a hull
+        # distance r ~ sqrt(1e-8) > norm_eps and returned a conflicting d.
+        return self.gram_weights(_ops.gramian(jacobian, tf.float64))
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -135,6 +148,25 @@ class CAGrad(GradientAggregator):
             "norm_eps": self.norm_eps,
             "max_iters": self.max_iters,
         }
+
+
+def _hull_distance(g: Any) -> Any:
+    """The distance from 0 to the convex hull of the rows whose (float64)
+    Gramian is `g`: ~0 (< 1e-6 sqrt(tr g)) when 0 lies in it.
+
+    `min_{w in simplex} w^T (g + eps I) w` by `_pivot_support` (with
+    `gu = 0` its objective is `sqrt(w^T (g + eps I) w)`): the ridge
+    `eps = 1e-12 tr g` keeps every support system non-singular and moves the
+    distance by at most `sqrt(eps)`. If pivoting does not settle, the
+    distance is +inf (no zeroing).
+    """
+    m = int(g.shape[0])
+    eps = 1e-12 * tf.linalg.trace(g)
+    ridge = g + eps * tf.eye(m, dtype=g.dtype)
+    zero, one = tf.zeros([m], g.dtype), tf.constant(1.0, g.dtype)
+    w, done = _pivot_support(ridge, zero, one, tf.ones([m], g.dtype))
+    dist = tf.sqrt(tf.maximum(tf.reduce_sum(w * tf.linalg.matvec(g, w)), 0.0))
+    return tf.where(done, dist, tf.constant(float("inf"), g.dtype))
 
 
 def _pivot_support(g: Any, gu: Any, s: Any, free: Any) -> tuple[Any, Any]:

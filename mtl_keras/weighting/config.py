@@ -20,12 +20,15 @@ class ConFIG(GradientAggregator):
     default all ones, as torchjd), normalised to `e = d_u / ||d_u||`, and
     rescaled by the sum of the projections: `d = (sum_i g_i . e) e`
     (Equation 2). `U^+ = U^T (U U^T)^+` keeps the pseudo-inverse on the
-    small `(m, m)` Gram matrix; singular values below
-    `max(m, n) * eps_float32 * max` are cut, as `torch.linalg.pinv`.
+    small `(m, m)` Gram matrix, computed in float64 (a float32 Gramian's
+    rounding noise would be mistaken for the tiny eigenvalues of linearly
+    dependent rows); singular values below `max(m, n) * eps_float32 * max`
+    are cut, as `torch.linalg.pinv` on float32 input.
 
     Properties: with independent rows, `u_i . e` is the same for all tasks
-    (equal cosine) and positive, so d conflicts with no task; d is linear in
-    J; invariant to permuting rows.
+    (equal cosine) and positive, so d conflicts with no task; d is linear
+    under scaling of the rows (also on rank-deficient J, more tasks than
+    parameters, scales 1e-10 ... 1e15); invariant to permuting rows.
 
     Reference: Liu et al., "ConFIG: Towards Conflict-free Training of Physics
     Informed Neural Networks", 2024 (arXiv:2408.11104).
@@ -56,7 +59,10 @@ class ConFIG(GradientAggregator):
         # norms n, the unit rows' Gramian is G / (n n^T); `best = U^T c =
         # J^T (c / n)`, `||best||^2 = c'^T G c'` and `sum_i g_i . best =
         # 1^T G c'` with `c' = c / n`.
-        gram = tf.cast(_ops.gramian(jacobian), tf.float64)
+        # float64 Gramian: in float32 its rounding noise (~1e-8 lambda_max)
+        # would pass the cut-off below and be inverted whenever the task
+        # gradients are linearly dependent, collapsing d to noise.
+        gram = _ops.gramian(jacobian, tf.float64)
         norms = tf.sqrt(tf.maximum(tf.linalg.diag_part(gram), 0.0))
         inv = tf.where(norms > 0, 1.0 / tf.where(norms > 0, norms, 1.0), 0.0)
         unit_gram = gram * inv[:, None] * inv[None, :]
