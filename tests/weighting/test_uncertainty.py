@@ -36,3 +36,48 @@ def test_optimum_log_variance() -> None:
     with tf.GradientTape() as tape:
         total, _ = strategy.combine(tf.constant(losses, tf.float32), training=True)
     np.testing.assert_allclose(tape.gradient(total, strategy.log_vars), 0.0, atol=1e-6)
+
+
+def test_runaway_log_variances_are_bounded_and_the_logged_loss_tracks_the_tasks() -> None:
+    # Regression (#13.9): with too large a learning rate s_dwell ran to ~1e3
+    # (1e8 in longer runs), every weight became 0.0 and the logged `loss` read
+    # ~1e-10 while dwell_loss was 1.7e7: TerminateOnNaN / early stopping blind.
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 8)).astype("float32")
+    y = {"click": (x[:, 0] > 0).astype("float32"), "dwell": (20.0 * x[:, 1]).astype("float32")}
+    keras.utils.set_random_seed(0)
+    tasks = [mk.Binary("click"), mk.Regression("dwell")]
+    model = mk.builders.shared_bottom(
+        keras.Input((8,), name="x"), tasks, trunk_units=(16,), tower_units=(8,)
+    )
+    model.compile(
+        keras.optimizers.SGD(10.0), weighting=Uncertainty(), metrics={"click": [], "dwell": []}
+    )
+    hist = model.fit(x, y, batch_size=32, epochs=5, verbose=0).history
+    log_vars = np.asarray(model.weighting.log_vars)
+    assert np.all(np.abs(log_vars) <= 10.0), log_vars
+    assert model.weighting.at_bounds(model.task_names) == ["dwell"]
+    # Each weight is >= 0.5 * exp(-10): the logged total reflects every task.
+    floor = 0.5 * np.exp(-10.0) * (np.array(hist["click_loss"]) + np.array(hist["dwell_loss"]))
+    assert np.all(np.array(hist["loss"]) >= 0.99 * floor), (hist["loss"], floor)
+    assert min(hist["dwell_weight"]) >= 0.99 * 0.5 * np.exp(-10.0)
+
+
+def test_bounds_config_and_validation() -> None:
+    strategy = Uncertainty(init_log_var=1.0, log_var_bounds=(-3, 4))
+    config = strategy.get_config()
+    assert config["log_var_bounds"] == [-3.0, 4.0]
+    assert Uncertainty.from_config(config).log_var_bounds == (-3.0, 4.0)
+    assert Uncertainty(log_var_bounds=None).get_config()["log_var_bounds"] is None
+    strategy.build_for_tasks([mk.Binary("a"), mk.Regression("b")])
+    strategy.log_vars.assign([50.0, -50.0])  # assigned out of bounds: clipped in the objective
+    _, weights = strategy.combine(tf.constant([1.0, 1.0]), training=False)
+    np.testing.assert_allclose(weights, [np.exp(-4.0), 0.5 * np.exp(3.0)], rtol=1e-6)
+    try:
+        Uncertainty(init_log_var=20.0)
+    except ValueError as err:
+        assert "init_log_var" in str(err)
+    else:
+        raise AssertionError("init_log_var outside the bounds must raise")
