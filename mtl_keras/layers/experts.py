@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import keras
 from keras import ops
 
+from mtl_keras.layers._frozen import keep_frozen
 from mtl_keras.layers.mlp import MLP
 
 
@@ -64,6 +65,7 @@ class Experts(keras.layers.Layer):
     def build(self, input_shape: Any) -> None:
         for expert in self.experts:
             expert.build(input_shape)
+        keep_frozen(self)
         self.built = True
 
     def call(self, x: Any, training: bool | None = None) -> Any:

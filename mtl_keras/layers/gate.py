@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import keras
 
+from mtl_keras.layers._frozen import keep_frozen
 from mtl_keras.layers.mlp import MLP
 
 
@@ -70,6 +71,7 @@ class Gate(keras.layers.Layer):
     def build(self, input_shape: Any) -> None:
         self.hidden.build(input_shape)
         self.logits.build(self.hidden.compute_output_shape(input_shape))
+        keep_frozen(self)
         self.built = True
 
     def call(self, x: Any, training: bool | None = None) -> Any:

@@ -6,6 +6,8 @@ from typing import Any, Sequence
 
 import keras
 
+from mtl_keras.layers._frozen import keep_frozen
+
 
 @keras.saving.register_keras_serializable(package="mtl_keras")
 class MLP(keras.layers.Layer):
@@ -68,6 +70,7 @@ class MLP(keras.layers.Layer):
             shape = shape[:-1] + (dense.units,)
             if self.norm_layers:
                 self.norm_layers[i].build(shape)
+        keep_frozen(self)
         self.built = True
 
     def call(self, x: Any, training: bool | None = None) -> Any:

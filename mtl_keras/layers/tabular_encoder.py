@@ -14,6 +14,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from mtl_keras.layers._frozen import keep_frozen
+
 
 def auto_embedding_dim(vocab_size: int) -> int:
     """A common rule of thumb (fast.ai): 1.6 * n^0.56, capped at 32."""
@@ -142,6 +144,7 @@ class TabularEncoder(keras.layers.Layer):
     def build(self, input_shape: Any) -> None:
         for emb in self.embeddings.values():
             emb.build((None,))
+        keep_frozen(self)
         self.built = True
 
     def call(self, inputs: Mapping[str, Any]) -> Any:

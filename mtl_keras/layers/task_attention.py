@@ -6,6 +6,7 @@ from typing import Any
 
 import keras
 
+from mtl_keras.layers._frozen import keep_frozen
 from mtl_keras.layers.trunk_unit import _check_momentum
 
 
@@ -63,6 +64,7 @@ class TaskAttention(keras.layers.Layer):
         if self.norm is not None:
             self.norm.build(hidden)
         self.gate.build(hidden)
+        keep_frozen(self)
         self.built = True
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:

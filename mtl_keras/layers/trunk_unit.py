@@ -6,6 +6,8 @@ from typing import Any
 
 import keras
 
+from mtl_keras.layers._frozen import keep_frozen
+
 UNIT_KINDS = ("conv2d", "conv1d", "bilstm")
 
 
@@ -82,6 +84,7 @@ class TrunkUnit(keras.layers.Layer):
         self.inner.build(tuple(input_shape))
         if self.norm is not None:
             self.norm.build(tuple(input_shape)[:-1] + (self.filters,))
+        keep_frozen(self)
         self.built = True
 
     def call(self, x: Any, training: bool | None = None) -> Any:
