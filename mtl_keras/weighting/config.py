@@ -23,7 +23,8 @@ class ConFIG(GradientAggregator):
     small `(m, m)` Gram matrix, computed in float64 (a float32 Gramian's
     rounding noise would be mistaken for the tiny eigenvalues of linearly
     dependent rows); singular values below `max(m, n) * eps_float32 * max`
-    are cut, as `torch.linalg.pinv` on float32 input.
+    are cut, as `torch.linalg.pinv` on float32 input, and at least those
+    below `1e-5 * max` (XLA's eigh is only that accurate).
 
     Properties: with independent rows, `u_i . e` is the same for all tasks
     (equal cosine) and positive, so d conflicts with no task; d is linear
@@ -67,7 +68,10 @@ class ConFIG(GradientAggregator):
         inv = tf.where(norms > 0, 1.0 / tf.where(norms > 0, norms, 1.0), 0.0)
         unit_gram = gram * inv[:, None] * inv[None, :]
         n = jacobian.shape[1] if jacobian.shape[1] is not None else tf.shape(jacobian)[1]
-        rtol = (tf.cast(tf.maximum(n, m), tf.float64) * _ops.EPS32) ** 2
+        # torch.linalg.pinv's float32 cut-off, floored at 1e-10 (singular
+        # values 1e-5): XLA's float64 eigh leaves null-space eigenvalues of
+        # up to ~1e-12 (NumPy: 1e-16), which must not be inverted either.
+        rtol = tf.maximum((tf.cast(tf.maximum(n, m), tf.float64) * _ops.EPS32) ** 2, 1e-10)
         coeffs = tf.linalg.matvec(_ops.psd_pinv(unit_gram, rtol), pref) * inv
         g_coeffs = tf.linalg.matvec(gram, coeffs)
         sq_norm = tf.maximum(tf.reduce_sum(coeffs * g_coeffs), 1e-24)

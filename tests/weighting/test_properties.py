@@ -39,7 +39,7 @@ FACTORIES: dict[str, Callable[[], Any]] = {
 
 
 class Runner:
-    """Calls one aggregator per number of tasks, eagerly or under XLA."""
+    """Calls one aggregator per number of tasks, in a tf.function (XLA or not)."""
 
     def __init__(self, make: Callable[[], Any], jit: bool) -> None:
         self.make, self.jit, self.fns = make, jit, {}
