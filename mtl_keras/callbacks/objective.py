@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,8 +23,12 @@ class MultiTaskObjective(keras.callbacks.Callback):
 
     Modes:
     - `"normalized_loss"`: mean over tasks of `val_<task>_loss` divided by
-      its value at the first epoch of this `fit`, so each task counts
-      equally whatever its loss scale (1.0 at the first epoch, lower is better).
+      its value at the first epoch this callback saw (its baseline), so each
+      task counts equally whatever its loss scale (1.0 at that epoch, lower
+      is better). The baseline is kept across `fit` calls (`reset()`
+      re-bases) and, with `state_path`, across processes: after a crash and
+      a `keras.callbacks.BackupAndRestore` resume, the same weights score the
+      same.
     - `"delta_m"`: `-Δm` in percent of the validation metrics against
       single-task `baselines` (see `mtl_keras.evaluation.delta_m`); negated so
       that, like a loss, lower is better.
@@ -37,6 +43,9 @@ class MultiTaskObjective(keras.callbacks.Callback):
         higher_is_better: for `"delta_m"`: extra metric directions.
         name: the key is `<prefix><name>`.
         prefix: `"val_"` (validation logs) or `""` (training logs).
+        state_path: JSON file holding the baseline (written atomically when
+            it is recorded, read at `on_train_begin` if present); put it next
+            to `BackupAndRestore`'s `backup_dir`. Delete it to re-base.
 
     Example:
     >>> objective = MultiTaskObjective()
@@ -53,6 +62,7 @@ class MultiTaskObjective(keras.callbacks.Callback):
         higher_is_better: Mapping[str, bool] | None = None,
         name: str = "mtl_objective",
         prefix: str = "val_",
+        state_path: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
         if mode not in MODES:
@@ -66,10 +76,43 @@ class MultiTaskObjective(keras.callbacks.Callback):
         self.higher_is_better = dict(higher_is_better or {})
         self.key = f"{prefix}{name}"
         self.prefix = prefix
+        self.state_path = None if state_path is None else os.fspath(state_path)
         self._first: dict[str, float] = {}
 
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+    @property
+    def baseline(self) -> dict[str, float]:
+        """The per-task losses the objective divides by (empty until recorded)."""
+        return dict(self._first)
+
+    def reset(self) -> None:
+        """Forgets the baseline (and deletes `state_path`): the next epoch re-bases."""
         self._first = {}
+        if self.state_path and os.path.exists(self.state_path):
+            os.remove(self.state_path)
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        # Not re-based here: a resumed (or continued) run keeps its baseline.
+        if self.state_path and os.path.exists(self.state_path):
+            with open(self.state_path, encoding="utf-8") as f:
+                state = json.load(f)
+            if state.get("key") != self.key:
+                raise ValueError(
+                    f"MultiTaskObjective: {self.state_path} holds the baseline of "
+                    f"{state.get('key')!r}, not {self.key!r}."
+                )
+            self._first = {t: float(v) for t, v in state["baseline"].items()}
+
+    def _save_state(self) -> None:
+        if not self.state_path:
+            return
+        folder = os.path.dirname(os.path.abspath(self.state_path))
+        os.makedirs(folder, exist_ok=True)
+        tmp = f"{self.state_path}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"key": self.key, "baseline": self._first}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_path)  # atomic: a crash leaves old or new
 
     def _task_names(self) -> list[str]:
         if self.tasks is not None:
@@ -95,6 +138,13 @@ class MultiTaskObjective(keras.callbacks.Callback):
             losses = {t: self._get(logs, f"{self.prefix}{t}_loss") for t in names}
             if not self._first:
                 self._first = dict(losses)
+                self._save_state()
+            missing = sorted(set(names) - set(self._first))
+            if missing:
+                raise ValueError(
+                    f"MultiTaskObjective: no baseline for tasks {missing} (baseline has "
+                    f"{sorted(self._first)}); call reset() to re-base."
+                )
             # A task whose first loss is 0 cannot be normalised: count it as 1.
             return sum(
                 losses[t] / self._first[t] if self._first[t] > 0 else 1.0 for t in names

@@ -59,3 +59,27 @@ def test_errors():
     x, y = toy_data(64)
     with pytest.raises(ValueError, match="validation_data"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[MultiTaskObjective()])
+
+
+def test_baseline_survives_a_new_fit_and_a_new_process(tmp_path):
+    # Regression (#13.13): `_first = {}` in on_train_begin re-based on every
+    # fit, so after a crash and BackupAndRestore resume identical weights
+    # scored 1.0 instead of their true ratio to the first epoch.
+    state = tmp_path / "objective.json"
+    first = MultiTaskObjective(tasks=["a", "b"], state_path=state)
+    first.on_train_begin()
+    assert first.compute({"val_a_loss": 2.0, "val_b_loss": 4.0}) == 1.0
+    first.on_train_begin()  # a second fit keeps the baseline
+    assert first.compute({"val_a_loss": 1.0, "val_b_loss": 1.0}) == (0.5 + 0.25) / 2
+    resumed = MultiTaskObjective(tasks=["a", "b"], state_path=state)  # "new process"
+    resumed.on_train_begin()
+    assert resumed.baseline == {"a": 2.0, "b": 4.0}
+    assert resumed.compute({"val_a_loss": 1.0, "val_b_loss": 1.0}) == (0.5 + 0.25) / 2
+    resumed.reset()
+    assert not state.exists() and resumed.baseline == {}
+    other = MultiTaskObjective(tasks=["a"], name="other", state_path=tmp_path / "o.json")
+    other.on_train_begin()
+    other.compute({"val_a_loss": 1.0})
+    renamed = MultiTaskObjective(tasks=["a"], state_path=tmp_path / "o.json")
+    with pytest.raises(ValueError, match="val_other"):
+        renamed.on_train_begin()
