@@ -92,24 +92,32 @@ class MultiTaskObjective(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         # Not re-based here: a resumed (or continued) run keeps its baseline.
-        if self.state_path and os.path.exists(self.state_path):
-            with open(self.state_path, encoding="utf-8") as f:
-                state = json.load(f)
+        state = self.load_state()
+        if state:
             if state.get("key") != self.key:
                 raise ValueError(
                     f"MultiTaskObjective: {self.state_path} holds the baseline of "
                     f"{state.get('key')!r}, not {self.key!r}."
                 )
-            self._first = {t: float(v) for t, v in state["baseline"].items()}
+            self._first = {t: float(v) for t, v in state.get("baseline", {}).items()}
 
-    def _save_state(self) -> None:
+    def load_state(self) -> dict[str, Any]:
+        """The `state_path` file's content (`{}` without one)."""
+        if not self.state_path or not os.path.exists(self.state_path):
+            return {}
+        with open(self.state_path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def save_state(self, **sections: Any) -> None:
+        """Writes the baseline and `sections` (merged into the file) atomically."""
         if not self.state_path:
             return
+        state = {**self.load_state(), **sections, "key": self.key, "baseline": self._first}
         folder = os.path.dirname(os.path.abspath(self.state_path))
         os.makedirs(folder, exist_ok=True)
         tmp = f"{self.state_path}.tmp-{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"key": self.key, "baseline": self._first}, f)
+            json.dump(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.state_path)  # atomic: a crash leaves old or new
@@ -138,7 +146,7 @@ class MultiTaskObjective(keras.callbacks.Callback):
             losses = {t: self._get(logs, f"{self.prefix}{t}_loss") for t in names}
             if not self._first:
                 self._first = dict(losses)
-                self._save_state()
+                self.save_state()
             missing = sorted(set(names) - set(self._first))
             if missing:
                 raise ValueError(
@@ -172,6 +180,12 @@ class MultiTaskEarlyStopping(keras.callbacks.EarlyStopping):
     extra callback is needed. To also checkpoint on it, use a
     `MultiTaskObjective` before `ModelCheckpoint` instead.
 
+    With the objective's `state_path`, the early-stopping counters (`best`,
+    `wait`, `best_epoch`) are saved there after every epoch and restored at
+    `on_train_begin`, so a `BackupAndRestore` resume does not restart the
+    patience. (`restore_best_weights` keeps its weights in memory only: after
+    a resume they are those of the best epoch since the resume.)
+
     Args:
         objective: a `MultiTaskObjective` (default: normalised validation
             losses).
@@ -198,9 +212,16 @@ class MultiTaskEarlyStopping(keras.callbacks.EarlyStopping):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.objective.on_train_begin(logs)
         super().on_train_begin(logs)
+        saved = self.objective.load_state().get("early_stopping")
+        if saved:
+            self.best, self.wait = saved["best"], saved["wait"]
+            self.best_epoch = saved["best_epoch"]
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         # The key may already be there if a MultiTaskObjective ran earlier.
         if logs is not None and self.objective.key not in logs:
             self.objective.on_epoch_end(epoch, logs)
         super().on_epoch_end(epoch, logs)
+        best = None if self.best is None else float(self.best)
+        counters = {"best": best, "wait": int(self.wait), "best_epoch": int(self.best_epoch)}
+        self.objective.save_state(early_stopping=counters)

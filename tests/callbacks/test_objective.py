@@ -83,3 +83,23 @@ def test_baseline_survives_a_new_fit_and_a_new_process(tmp_path):
     renamed = MultiTaskObjective(tasks=["a"], state_path=tmp_path / "o.json")
     with pytest.raises(ValueError, match="val_other"):
         renamed.on_train_begin()
+
+
+def test_early_stopping_counters_survive_a_new_process(tmp_path):
+    state = tmp_path / "objective.json"
+
+    def stopper() -> MultiTaskEarlyStopping:
+        objective = MultiTaskObjective(tasks=["a"], state_path=state)
+        stop = MultiTaskEarlyStopping(objective, patience=2)
+        stop.set_model(keras.Sequential())
+        stop.on_train_begin()
+        return stop
+
+    first = stopper()
+    for epoch, loss in enumerate([4.0, 2.0, 3.0]):
+        first.on_epoch_end(epoch, {"val_a_loss": loss})
+    assert (first.best, first.wait, first.best_epoch) == (0.5, 1, 1)
+    resumed = stopper()  # e.g. after SIGKILL and BackupAndRestore
+    assert (resumed.best, resumed.wait, resumed.best_epoch) == (0.5, 1, 1)
+    resumed.on_epoch_end(3, {"val_a_loss": 3.0})
+    assert resumed.model.stop_training
