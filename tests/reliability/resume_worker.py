@@ -98,6 +98,7 @@ def run(mode: str, workdir: str, strategy: str, last: bool) -> None:
     state = {f"w{i}": w for i, w in enumerate(model.get_weights())}
     state.update({f"s:{v.path}": np.asarray(v) for v in model.weighting.variables})
     state["objective"] = np.array(hist.history["mtl_objective"][-1])
+    state["epochs_run"] = np.array(len(hist.history["loss"]))
     state["baseline"] = np.array([objective.baseline[t] for t in model.task_names])
     np.savez(os.path.join(workdir, f"{mode}-{strategy}.npz"), **state)
 
