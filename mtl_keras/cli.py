@@ -2,6 +2,7 @@
 
     mtl-keras demo [--epochs N] [--batch-size B] [--weighting NAME]
                    [--subsample N] [--log-dir runs] [--export-dir saved_models]
+    mtl-keras launch --workers 2 [--timeout S] train.py [script args]
 """
 
 from __future__ import annotations
@@ -142,7 +143,17 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--log-dir", default="runs/census_income")
     demo.add_argument("--export-dir", default="saved_models/census_income")
     demo.add_argument("--seed", type=int, default=0)
+    from mtl_keras.distribute import launch as launch_lib
+
+    launch = sub.add_parser(
+        "launch",
+        help="run a script as N MultiWorkerMirroredStrategy workers on 127.0.0.1",
+        description=launch_lib.__doc__.split("\n\n")[1],
+    )
+    launch_lib.add_arguments(launch)
     args = parser.parse_args(argv)
+    if args.command == "launch":
+        return launch_lib.run(args)
     if args.command == "demo":
         run_demo(
             epochs=args.epochs,

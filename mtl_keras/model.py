@@ -10,6 +10,8 @@ from keras.src.trainers.data_adapters import data_adapter_utils
 from keras.src.utils.tracking import DotNotTrackScope
 
 from mtl_keras import weighting as weighting_lib
+from mtl_keras.distribute import keras_fixes
+from mtl_keras.distribute import shuffle as distribute_shuffle
 from mtl_keras.scalar_mean import ScalarMean
 from mtl_keras.tasks import Task, validate_tasks
 from mtl_keras.weighting.base import (
@@ -541,6 +543,8 @@ class MultiTaskModel(keras.Model):
     def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("validation_data") is not None:
             kwargs["validation_data"] = _strings_to_tensors(kwargs["validation_data"])
+        # Under MultiWorkerMirroredStrategy every worker must draw the same order.
+        x, y, args, kwargs = distribute_shuffle.seeded_arrays(self, x, y, args, kwargs)
         return super().fit(_strings_to_tensors(x), y, *args, **kwargs)
 
     def evaluate(self, x: Any = None, *args: Any, **kwargs: Any) -> Any:
@@ -548,6 +552,19 @@ class MultiTaskModel(keras.Model):
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
         return super().predict(_strings_to_tensors(x), *args, **kwargs)
+
+    # ------------------------- MultiWorkerMirroredStrategy (keras-team/keras#20585)
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        # Keras reduces the nested PerReplica batch across workers and fails;
+        # build from this worker's local batch instead (see keras_fixes).
+        if not keras_fixes.symbolic_build(self, iterator, data_batch):
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def _make_function(self, step_function: Any) -> Any:
+        # Keras reduces scalar logs with axis=0 across workers and fails; one
+        # packed all-reduce of the logs instead (see keras_fixes).
+        function = keras_fixes.step_function(self, step_function)
+        return function or super()._make_function(step_function)
 
     # ----------------------------------------------------------- serialization
     def get_config(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from mtl_keras.callbacks import monitoring
+from mtl_keras.distribute import cluster
 from mtl_keras.tasks import Task, validate_task_name
 
 
@@ -171,7 +172,7 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments (TensorBoard's plus `tasks`)."""
         return {
-            "log_dir": self.log_dir,
+            "log_dir": getattr(self, "_chief_log_dir", self.log_dir),
             "histogram_freq": self.histogram_freq,
             "write_graph": self.write_graph,
             "write_images": self.write_images,
@@ -192,6 +193,9 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
 
     # --------------------------------------------------------------- model
     def set_model(self, model: keras.Model) -> None:
+        # Under MultiWorkerMirroredStrategy only the chief writes to log_dir.
+        self._chief_log_dir = getattr(self, "_chief_log_dir", self.log_dir)
+        self.log_dir = cluster.write_path(self._chief_log_dir, model.distribute_strategy)
         super().set_model(model)
         self._gate_model = monitoring.gate_weights_model(model)
         if self.tasks is not None:
@@ -202,6 +206,10 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
             outputs = getattr(model, "_outputs_struct", None)
             names = list(outputs) if isinstance(outputs, dict) else list(model.output_names or [])
         self._task_names = list(names)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_end(logs)
+        cluster.remove_if_temporary(self.log_dir, self._chief_log_dir)
 
     def _task_scalars(
         self, logs: Mapping[str, Any] | None, validation: bool, tag_prefix: str = ""

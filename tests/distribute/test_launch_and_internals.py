@@ -1,0 +1,80 @@
+"""Fast checks: the launcher (prefixes, exit codes, stopping the others,
+timeout), TF_CONFIG helpers and the Keras internals the MWMS workaround uses."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+
+import pytest
+
+from mtl_keras.distribute import cluster, launch
+from mtl_keras.distribute.keras_fixes import check_keras_internals
+
+
+def test_keras_internals_unchanged():
+    # Fails when a Keras upgrade changes what keras_fixes replaces
+    # (keras-team/keras#20585): re-check whether the workaround is needed.
+    assert check_keras_internals() == []
+
+
+def test_launch_sets_tf_config_and_prefixes_output():
+    script = (
+        "import json, os; c = json.loads(os.environ['TF_CONFIG']); "
+        "print(c['task']['index'], len(c['cluster']['worker']), os.environ['MTL_KERAS_WORKER'])"
+    )
+    out = io.StringIO()
+    code = launch.launch([sys.executable, "-c", script], workers=3, out=out)
+    assert code == 0
+    lines = sorted(out.getvalue().splitlines())
+    assert lines == ["[worker 0] 0 3 0", "[worker 1] 1 3 1", "[worker 2] 2 3 2"]
+
+
+def test_launch_stops_the_others_and_propagates_the_exit_code():
+    script = (
+        "import os, sys, time\n"
+        "if os.environ['MTL_KERAS_WORKER'] == '1': sys.exit(7)\n"
+        "time.sleep(60)\n"
+    )
+    out = io.StringIO()
+    started = time.monotonic()
+    code = launch.launch([sys.executable, "-c", script], workers=2, out=out)
+    assert code == 7
+    assert time.monotonic() - started < 30  # worker 0 was stopped, not waited for
+    assert "worker 1 exited with 7; stopping the others" in out.getvalue()
+
+
+def test_launch_timeout_stops_all():
+    out = io.StringIO()
+    code = launch.launch(
+        [sys.executable, "-c", "import time; time.sleep(60)"], workers=2, timeout=1, out=out
+    )
+    assert code == launch.TIMEOUT_EXIT
+    assert "timeout" in out.getvalue()
+
+
+def test_launch_cli_runs_a_script(tmp_path, capfd):
+    script = tmp_path / "s.py"
+    script.write_text("import sys; print('args', sys.argv[1:])\n")
+    assert launch.main(["--workers", "2", str(script), "--lr", "0.1"]) == 0
+    captured = capfd.readouterr().out
+    assert "[worker 1] args ['--lr', '0.1']" in captured
+
+
+def test_tf_config_and_chief(monkeypatch):
+    addresses = cluster.loopback_addresses(2)
+    assert len(set(addresses)) == 2
+    config = cluster.tf_config(addresses, 1)
+    assert config == {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": 1}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    assert cluster.num_workers() == 2 and cluster.task() == ("worker", 1)
+    assert not cluster.is_chief()
+    monkeypatch.setenv("TF_CONFIG", json.dumps(cluster.tf_config(addresses, 0)))
+    assert cluster.is_chief()
+    with pytest.raises(ValueError, match="outside the cluster"):
+        cluster.tf_config(addresses, 2)
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="TF_CONFIG is not valid JSON"):
+        cluster.current_config()
