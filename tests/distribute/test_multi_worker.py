@@ -15,9 +15,7 @@ STRATEGIES = [
     "uncertainty",
     "famo",
     "pcgrad",
-    "upgrad@rep",
     "upgrad@rep+mmoe",
-    "nash_mtl",
 ]
 
 
@@ -43,3 +41,33 @@ def test_two_workers_match_single_process(tmp_path):
     assert chief["predict_diff"] < 1e-5
     assert "steps_per_execution=2 is not supported" in chief["steps_per_execution_error"]
     assert "[worker 0]" in out.stdout and "[worker 1]" in out.stdout
+
+
+@pytest.mark.slow
+def test_sigkill_one_worker_then_resume(tmp_path):
+    """Worker 1 is SIGKILLed mid-epoch: the launcher stops the chief and fails;
+    the restarted job restores every model from the chief's backup (agreement
+    checked) and ends exactly like uninterrupted training, with the same
+    strategy state (log-variances, DWA history, FAMO logits, GradVac EMA,
+    NashMTL weights) on both workers; only the chief keeps files."""
+    script = [str(HERE / "mw_resume.py"), str(tmp_path)]
+    first = run_launch(script, timeout=200)
+    assert first.returncode == 128 + 9, first.stdout[-3000:]
+    assert "worker 1 exited with -9; stopping the others" in first.stdout
+    second = run_launch(script, timeout=200)
+    assert second.returncode == 0, second.stdout[-4000:]
+    chief, other = worker_reports(tmp_path, 2)
+    # Models trained before the kill resume after their last epoch, the
+    # killed one at the start of the epoch it died in.
+    for name, epochs in chief["restored"].items():
+        assert epochs == ([1, 1] if name == "nash_mtl" else [2, 2]), (name, epochs)
+    assert chief["restored"] == other["restored"]
+    assert chief["state"] == other["state"]
+    far = {k: v for k, v in chief["diff"].items() if v > 1e-5}
+    assert not far, chief["diff"]
+    assert chief["is_chief"] and not other["is_chief"]
+    files = tmp_path / "files"
+    assert len(list((files / "tb").rglob("events.out.tfevents.*"))) == 1
+    assert (files / "ckpt" / "model.keras").exists()
+    assert (files / "export" / "1" / "saved_model.pb").exists()
+    assert chief["export"] == other["export"] == str(files / "export" / "1")
