@@ -34,20 +34,23 @@ _AUTOSHARD = tf.data.experimental.AutoShardPolicy
 
 
 # ------------------------------------------------------------------ common
-def list_files(files: str | Sequence[str]) -> list[str]:
-    """A glob pattern, a directory or a list of paths -> sorted file list."""
+def list_files(files: str | Sequence[str], suffix: str = "") -> list[str]:
+    """A glob pattern, a directory (its `*suffix*` files) or a list of paths
+    -> sorted file list."""
     if isinstance(files, (str, os.PathLike)):
         path = os.fspath(files)
         if os.path.isdir(path):
             found = sorted(
-                os.path.join(path, f) for f in os.listdir(path) if not f.startswith(("_", "."))
+                os.path.join(path, f)
+                for f in os.listdir(path)
+                if not f.startswith(("_", ".")) and suffix in f
             )
         else:
             found = sorted(glob.glob(path))
     else:
         found = [os.fspath(f) for f in files]
     if not found:
-        raise ValueError(f"No input files match {files!r}.")
+        raise ValueError(f"No input files match {files!r}" + (f" (*{suffix}*)." if suffix else "."))
     return found
 
 
@@ -163,7 +166,7 @@ def from_csv(
     """
     import pandas as pd
 
-    paths = list_files(files)
+    paths = list_files(files, ".csv")
     sample = pd.read_csv(paths[0], nrows=sample_rows)
     header = list(sample.columns)
     _check_columns(header, feature_columns, task_columns, mask_columns, paths[0])
@@ -226,7 +229,7 @@ def from_parquet(
     """
     import pyarrow.parquet as pq
 
-    paths = list_files(files)
+    paths = list_files(files, ".parquet")
     first = pq.ParquetFile(paths[0])
     _check_columns(first.schema_arrow.names, feature_columns, task_columns, mask_columns, paths[0])
     wanted = list(
@@ -385,7 +388,7 @@ def from_tfrecords(
     Example:
     >>> ds = from_tfrecords("data/train", batch_size=512)  # doctest: +SKIP
     """
-    paths = list_files(files)
+    paths = list_files(files, ".tfrecord")
     if schema is None:
         location = os.path.join(os.path.dirname(paths[0]), SCHEMA_FILE)
         if not os.path.exists(location):
