@@ -132,6 +132,7 @@ def worker(args: argparse.Namespace) -> None:
         "step_ms": 1000 * statistics.median(warm),
         "examples_per_s": args.batch / statistics.median(warm),
         "params": sum(int(np.prod(v.shape)) for v in variables),
+        "tasks": len(tasks),
         "shared_params": sum(int(np.prod(variables[i].shape)) for i in shared),
         "collectives": log,
     }
@@ -184,12 +185,16 @@ def run(model: str, weighting: str, workers: int, args: argparse.Namespace) -> d
     return None
 
 
-def classify(collectives: list) -> dict[str, int]:
-    """Bytes per step: Keras's gradient all-reduce, Jacobian collectives, scalars."""
+def classify(collectives: list, workers: int = 1) -> dict[str, int]:
+    """Bytes per step: Keras's gradient all-reduce, Jacobian collectives, scalars.
+
+    All-gather inputs are one replica's block; the gathered (global-batch)
+    size is `workers` times that, and does not depend on the worker count
+    at a fixed global batch."""
     out = {"gradients": 0, "jacobian_all_reduce": 0, "jacobian_all_gather": 0, "scalars": 0}
     for kind, size, count in collectives:
         if kind == "all_gather":
-            out["jacobian_all_gather"] += size
+            out["jacobian_all_gather"] += size * workers
         elif count > 1:  # Keras's optimizer reduces all gradients in one call
             out["gradients"] += size
         elif size > 4096:
@@ -204,9 +209,54 @@ def speedup(t1: float, volumes: dict[str, int], n: int, gbps: float) -> float:
     bandwidth = gbps * 1e9 / 8
     reduce_bytes = volumes["gradients"] + volumes["jacobian_all_reduce"] + volumes["scalars"]
     comm = 2 * (n - 1) / n * reduce_bytes / bandwidth
-    comm += (n - 1) / n * volumes["jacobian_all_gather"] * n / bandwidth  # gathered = n blocks
+    comm += (n - 1) / n * volumes["jacobian_all_gather"] / bandwidth
     comm += 2 * (n - 1) * LATENCY_S * 3  # ~3 collective rounds per step
     return t1 / (t1 / n + comm)
+
+
+def report(results: list[dict], batch: int) -> None:
+    """Prints the measured, byte and modelled speed-up tables."""
+    print("\nMeasured on this machine (2 shared CPU cores; global batch "
+          f"{batch}; median step after 3 warm-up steps):\n")
+    print("| model | weighting | workers | step ms | examples/s | params | shared |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['model']} | {r['weighting']} | {r['workers']} | {r['step_ms']:.1f} | "
+              f"{r['examples_per_s']:.0f} | {r['params']:,} | {r['shared_params']:,} |")
+    print("\nCollective bytes per step (recorded at trace time on 2 workers; all-gather: the "
+          "gathered global-batch size):\n")
+    print("| model | weighting | gradients | Jacobian all-reduce | Jacobian all-gather | scalars |")
+    print("|---|---|---:|---:|---:|---:|")
+    multi = {(r["model"], r["weighting"]): r for r in results if r["workers"] > 1}
+    single = {(r["model"], r["weighting"]): r for r in results if r["workers"] == 1}
+    volumes = {}
+    for key, r in multi.items():
+        v = classify(r["collectives"], r["workers"])
+        volumes[key] = v
+        print(f"| {key[0]} | {key[1]} | {v['gradients']:,} | {v['jacobian_all_reduce']:,} | "
+              f"{v['jacobian_all_gather']:,} | {v['scalars']:,} |")
+    # A full parameter Jacobian all-reduces T x P_shared float32 (not run on
+    # the 10M model here: 10 backward passes and ~400 MB per step).
+    for key, r in list(multi.items()):
+        if key[1] != "static" or (key[0], "upgrad") in multi:
+            continue
+        tasks = r.get("tasks", 10 if key[0] == "mmoe10m" else 2)
+        v = dict(volumes[key], jacobian_all_reduce=4 * tasks * r["shared_params"])
+        volumes[(key[0], "upgrad (bytes computed)")] = v
+        single.setdefault((key[0], "upgrad (bytes computed)"), single.get(key))
+        print(f"| {key[0]} | upgrad (computed, T x P_shared x 4) | {v['gradients']:,} | "
+              f"{v['jacobian_all_reduce']:,} | 0 | {v['scalars']:,} |")
+    print("\nModelled speed-up at a fixed global batch (ring all-reduce, "
+          f"{LATENCY_S * 1e6:.0f} us per hop; compute time = 1-worker step here):\n")
+    print("| model | weighting | Gb/s | " + " | ".join(f"N={n}" for n in NODES) + " |")
+    print("|---|---|---:|" + "---:|" * len(NODES))
+    for key, v in volumes.items():
+        if single.get(key) is None:
+            continue
+        t1 = single[key]["step_ms"] / 1000
+        for gbps in BANDWIDTHS_GBPS:
+            cells = " | ".join(f"{speedup(t1, v, n, gbps):.1f}" for n in NODES)
+            print(f"| {key[0]} | {key[1]} | {gbps} | {cells} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,7 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--quick", action="store_true", help="demo/static only, few steps")
     p.add_argument("--out", default=None, help="write all results as JSON here")
+    p.add_argument("--report", default=None, help="only print the tables of a --out JSON file")
     args = p.parse_args(argv)
+    if args.report:
+        with open(args.report) as f:
+            saved = json.load(f)
+        report(saved["results"], saved.get("batch", 512))
+        return 0
     if args.role == "worker":
         worker(args)
         return 0
@@ -245,39 +301,10 @@ def main(argv: list[str] | None = None) -> int:
             r = run(model, weighting, workers, args)
             if r:
                 results.append(r)
-    print("\nMeasured on this machine (2 shared CPU cores; global batch "
-          f"{args.batch}; median step after 3 warm-up steps):\n")
-    print("| model | weighting | workers | step ms | examples/s | params | shared |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for r in results:
-        print(f"| {r['model']} | {r['weighting']} | {r['workers']} | {r['step_ms']:.1f} | "
-              f"{r['examples_per_s']:.0f} | {r['params']:,} | {r['shared_params']:,} |")
-    print("\nCollective bytes per step (recorded at trace time on 2 workers):\n")
-    print("| model | weighting | gradients | Jacobian all-reduce | Jacobian all-gather | scalars |")
-    print("|---|---|---:|---:|---:|---:|")
-    multi = {(r["model"], r["weighting"]): r for r in results if r["workers"] > 1}
-    single = {(r["model"], r["weighting"]): r for r in results if r["workers"] == 1}
-    volumes = {}
-    for key, r in multi.items():
-        v = classify(r["collectives"])
-        volumes[key] = v
-        print(f"| {key[0]} | {key[1]} | {v['gradients']:,} | {v['jacobian_all_reduce']:,} | "
-              f"{v['jacobian_all_gather']:,} | {v['scalars']:,} |")
-    print("\nModelled speed-up at a fixed global batch (ring all-reduce, "
-          f"{LATENCY_S * 1e6:.0f} us per hop; compute time = 1-worker step here):\n")
-    print("| model | weighting | Gb/s | " + " | ".join(f"N={n}" for n in NODES) + " |")
-    print("|---|---|---:|" + "---:|" * len(NODES))
-    for key, v in volumes.items():
-        if key not in single:
-            continue
-        t1 = single[key]["step_ms"] / 1000
-        for gbps in BANDWIDTHS_GBPS:
-            cells = " | ".join(f"{speedup(t1, v, n, gbps):.1f}" for n in NODES)
-            print(f"| {key[0]} | {key[1]} | {gbps} | {cells} |")
+    report(results, args.batch)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"results": results, "volumes": {"/".join(k): v for k, v in volumes.items()}},
-                      f, indent=1)  # fmt: skip
+            json.dump({"results": results, "batch": args.batch}, f, indent=1)
     return 0
 
 

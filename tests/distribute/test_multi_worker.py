@@ -40,6 +40,10 @@ def test_two_workers_match_single_process(tmp_path):
     assert chief["predict_rows"] == other["predict_rows"] == 192
     assert chief["predict_diff"] < 1e-5
     assert "steps_per_execution=2 is not supported" in chief["steps_per_execution_error"]
+    # Streaming from 4 TFRecord shards: disjoint files per worker, all rows once.
+    a, b = set(chief["streamed_ids"]), set(other["streamed_ids"])
+    assert not a & b and a | b == set(range(192))
+    assert len(chief["streamed_ids"]) + len(other["streamed_ids"]) == 192
     assert "[worker 0]" in out.stdout and "[worker 1]" in out.stdout
 
 
