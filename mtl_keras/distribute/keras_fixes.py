@@ -149,6 +149,11 @@ def _pack(logs: dict[str, Any]) -> tuple[Any, list[tuple[str, Any, Any]]]:
     specs, parts = [], []
     for key, value in logs.items():
         value = tf.convert_to_tensor(value)
+        if not value.shape.is_fully_defined():
+            raise ValueError(
+                f"Log {key!r} has the shape {value.shape}; under MultiWorkerMirroredStrategy "
+                "logs must have a static shape (they are packed into one all-reduce)."
+            )
         specs.append((key, value.shape, value.dtype))
         parts.append(tf.reshape(tf.cast(value, tf.float32), [-1]))
     if not parts:
@@ -159,7 +164,7 @@ def _pack(logs: dict[str, Any]) -> tuple[Any, list[tuple[str, Any, Any]]]:
 def _unpack(packed: Any, specs: list[tuple[str, Any, Any]]) -> dict[str, Any]:
     logs, offset = {}, 0
     for key, shape, dtype in specs:
-        size = max(1, shape.num_elements() or 0) if shape.rank else 1
+        size = shape.num_elements()
         logs[key] = tf.cast(tf.reshape(packed[offset : offset + size], shape), dtype)
         offset += size
     return logs

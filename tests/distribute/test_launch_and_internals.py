@@ -78,3 +78,29 @@ def test_tf_config_and_chief(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(ValueError, match="TF_CONFIG is not valid JSON"):
         cluster.current_config()
+
+
+def test_logs_pack_into_one_vector_and_back():
+    import numpy as np
+    import tensorflow as tf
+
+    from mtl_keras.distribute import keras_fixes
+
+    logs = {
+        "loss": tf.constant(1.5),
+        "f1": tf.constant([0.25, 0.75]),
+        "count": tf.constant(3, tf.int32),
+    }
+    packed, specs = keras_fixes._pack(logs)
+    assert packed.shape == (4,) and packed.dtype == tf.float32
+    back = keras_fixes._unpack(packed, specs)
+    assert list(back) == ["loss", "f1", "count"]
+    assert back["count"].dtype == tf.int32 and int(back["count"]) == 3
+    np.testing.assert_array_equal(back["f1"].numpy(), [0.25, 0.75])
+
+    @tf.function(input_signature=[tf.TensorSpec([None])])
+    def unknown(v):
+        return keras_fixes._pack({"per_row": v})
+
+    with pytest.raises(ValueError, match="'per_row' has the shape"):
+        unknown.get_concrete_function()
