@@ -44,31 +44,39 @@ NODES = (2, 4, 8, 16, 32)
 
 
 # ----------------------------------------------------------------- worker
-def _record_collectives(log: list) -> None:
-    """Records (kind, bytes) of every collective a traced step issues."""
+def _record_collectives(log: dict) -> dict:
+    """Counts the bytes every collective moves, at run time (shapes may be
+    dynamic), by kind: Keras's gradient all-reduce (a list of tensors), a
+    Jacobian all-reduce or all-gather, or a few scalars. Returns the counters."""
     import tensorflow as tf
 
-    def nbytes(value) -> int:
-        total = 0
-        for t in tf.nest.flatten(value):
-            t = getattr(t, "values", [t])[0] if hasattr(t, "values") else t
-            if t is None:
-                continue
-            total += int(t.shape.num_elements() or 0) * t.dtype.size
-        return total
+    counters = {
+        kind: tf.Variable(0, dtype=tf.int64, trainable=False)
+        for kind in ("gradients", "jacobian_all_reduce", "jacobian_all_gather", "scalars")
+    }
+
+    def count(kind_of_value, value) -> None:
+        parts = [t for t in tf.nest.flatten(value, expand_composites=True) if t is not None]
+        static = sum(int(t.shape.num_elements() or 1 << 20) for t in parts)
+        kind = kind_of_value if kind_of_value else (
+            "gradients" if len(parts) > 1 else "scalars" if static <= 1024 else "jacobian_all_reduce"
+        )  # fmt: skip
+        total = tf.add_n([tf.cast(tf.size(t), tf.int64) * t.dtype.size for t in parts])
+        counters[kind].assign_add(total)
 
     reduce, gather = tf.distribute.ReplicaContext.all_reduce, tf.distribute.ReplicaContext.all_gather
 
     def all_reduce(self, reduce_op, value, options=None):
-        log.append(("all_reduce", nbytes(value), len(tf.nest.flatten(value))))
+        count(None, value)
         return reduce(self, reduce_op, value, options)
 
     def all_gather(self, value, axis, options=None):
-        log.append(("all_gather", nbytes(value), 1))
+        count("jacobian_all_gather", value)
         return gather(self, value, axis, options)
 
     tf.distribute.ReplicaContext.all_reduce = all_reduce
     tf.distribute.ReplicaContext.all_gather = all_gather
+    return counters
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -81,8 +89,7 @@ def worker(args: argparse.Namespace) -> None:
     import mtl_keras as mk
     from mtl_keras.data import files
 
-    log: list = []
-    _record_collectives(log)
+    counters = _record_collectives({})
     scope = strategy.scope() if strategy else tf.distribute.get_strategy().scope()
     keras.utils.set_random_seed(0)
     with scope:
@@ -134,7 +141,8 @@ def worker(args: argparse.Namespace) -> None:
         "params": sum(int(np.prod(v.shape)) for v in variables),
         "tasks": len(tasks),
         "shared_params": sum(int(np.prod(variables[i].shape)) for i in shared),
-        "collectives": log,
+        # bytes per step and replica (all-gather: this replica's block)
+        "collectives": {k: int(v.numpy()) // args.steps for k, v in counters.items()},
     }
     if strategy is None or mk.distribute.is_chief(strategy):
         print("RESULT " + json.dumps(result), flush=True)
@@ -185,22 +193,12 @@ def run(model: str, weighting: str, workers: int, args: argparse.Namespace) -> d
     return None
 
 
-def classify(collectives: list, workers: int = 1) -> dict[str, int]:
-    """Bytes per step: Keras's gradient all-reduce, Jacobian collectives, scalars.
-
-    All-gather inputs are one replica's block; the gathered (global-batch)
-    size is `workers` times that, and does not depend on the worker count
-    at a fixed global batch."""
-    out = {"gradients": 0, "jacobian_all_reduce": 0, "jacobian_all_gather": 0, "scalars": 0}
-    for kind, size, count in collectives:
-        if kind == "all_gather":
-            out["jacobian_all_gather"] += size * workers
-        elif count > 1:  # Keras's optimizer reduces all gradients in one call
-            out["gradients"] += size
-        elif size > 4096:
-            out["jacobian_all_reduce"] += size
-        else:
-            out["scalars"] += size
+def classify(collectives: dict, workers: int = 1) -> dict[str, int]:
+    """Bytes per step by kind; an all-gather's input is one replica's block,
+    the gathered (global-batch) size is `workers` times that, and does not
+    depend on the worker count at a fixed global batch."""
+    out = dict(collectives)
+    out["jacobian_all_gather"] = out.get("jacobian_all_gather", 0) * workers
     return out
 
 
