@@ -556,7 +556,7 @@ class MultiTaskModel(keras.Model):
     # ------------------------- MultiWorkerMirroredStrategy (keras-team/keras#20585)
     def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
         # Keras reduces the nested PerReplica batch across workers and fails;
-        # build from this worker's local batch instead (see keras_fixes).
+        # build from the input spec (or a local batch) instead (see keras_fixes).
         if not keras_fixes.symbolic_build(self, iterator, data_batch):
             super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 

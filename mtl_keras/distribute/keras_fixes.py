@@ -8,8 +8,10 @@ several workers (tensorflow/tensorflow#72388):
     `strategy.reduce("MEAN", <nested (x, y, sample_weight) of PerReplica>,
     axis=None)`; the collective ops cannot convert a tuple of PerReplica
     values ("Attempt to convert a value (PerReplica...) to a Tensor").
-    Only shapes matter for the build, so `symbolic_build` builds from this
-    worker's first local replica's batch instead.
+    Only shapes and dtypes matter for the build, so `symbolic_build` builds
+    from the input's element spec (no batch drawn, so a reshuffling dataset's
+    first epoch is the one a single process sees), or from this worker's
+    first local replica's batch when the spec is not plain tensors.
 (b) `reduce_per_replica` reduces every log with `strategy.reduce("MEAN", v,
     axis=0)`, but logs are scalars ("Invalid reduction dimension 0 for input
     with 0 dimensions"), and it issues one collective per log value.
