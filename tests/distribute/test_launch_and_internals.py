@@ -104,3 +104,12 @@ def test_logs_pack_into_one_vector_and_back():
 
     with pytest.raises(ValueError, match="'per_row' has the shape"):
         unknown.get_concrete_function()
+
+
+def test_mtl_keras_launch_subcommand(tmp_path, capfd):
+    from mtl_keras import cli
+
+    script = tmp_path / "fail.py"
+    script.write_text("import os, sys; print('w', os.environ['MTL_KERAS_WORKER']); sys.exit(3)\n")
+    assert cli.main(["launch", "--workers", "2", str(script)]) == 3
+    assert "exited with 3" in capfd.readouterr().out
