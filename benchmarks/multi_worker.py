@@ -64,7 +64,10 @@ def _record_collectives(log: dict) -> dict:
         total = tf.add_n([tf.cast(tf.size(t), tf.int64) * t.dtype.size for t in parts])
         counters[kind].assign_add(total)
 
-    reduce, gather = tf.distribute.ReplicaContext.all_reduce, tf.distribute.ReplicaContext.all_gather
+    reduce, gather = (
+        tf.distribute.ReplicaContext.all_reduce,
+        tf.distribute.ReplicaContext.all_gather,
+    )
 
     def all_reduce(self, reduce_op, value, options=None):
         count(None, value)
@@ -130,7 +133,7 @@ def worker(args: argparse.Namespace) -> None:
     model.fit(data, steps_per_epoch=args.steps, epochs=1, verbose=0, callbacks=[Timer()])
     variables = model.trainable_variables
     shared, _, _ = model.variable_groups()
-    warm = times[min(3, len(times) - 1):]
+    warm = times[min(3, len(times) - 1) :]
     result = {
         "model": args.model,
         "weighting": args.weighting,
@@ -214,15 +217,21 @@ def speedup(t1: float, volumes: dict[str, int], n: int, gbps: float) -> float:
 
 def report(results: list[dict], batch: int) -> None:
     """Prints the measured, byte and modelled speed-up tables."""
-    print("\nMeasured on this machine (2 shared CPU cores; global batch "
-          f"{batch}; median step after 3 warm-up steps):\n")
+    print(
+        "\nMeasured on this machine (2 shared CPU cores; global batch "
+        f"{batch}; median step after 3 warm-up steps):\n"
+    )
     print("| model | weighting | workers | step ms | examples/s | params | shared |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['model']} | {r['weighting']} | {r['workers']} | {r['step_ms']:.1f} | "
-              f"{r['examples_per_s']:.0f} | {r['params']:,} | {r['shared_params']:,} |")
-    print("\nCollective bytes per step (recorded at trace time on 2 workers; all-gather: the "
-          "gathered global-batch size):\n")
+        print(
+            f"| {r['model']} | {r['weighting']} | {r['workers']} | {r['step_ms']:.1f} | "
+            f"{r['examples_per_s']:.0f} | {r['params']:,} | {r['shared_params']:,} |"
+        )
+    print(
+        "\nCollective bytes per step (recorded at trace time on 2 workers; all-gather: the "
+        "gathered global-batch size):\n"
+    )
     print("| model | weighting | gradients | Jacobian all-reduce | Jacobian all-gather | scalars |")
     print("|---|---|---:|---:|---:|---:|")
     multi = {(r["model"], r["weighting"]): r for r in results if r["workers"] > 1}
@@ -231,8 +240,10 @@ def report(results: list[dict], batch: int) -> None:
     for key, r in multi.items():
         v = classify(r["collectives"], r["workers"])
         volumes[key] = v
-        print(f"| {key[0]} | {key[1]} | {v['gradients']:,} | {v['jacobian_all_reduce']:,} | "
-              f"{v['jacobian_all_gather']:,} | {v['scalars']:,} |")
+        print(
+            f"| {key[0]} | {key[1]} | {v['gradients']:,} | {v['jacobian_all_reduce']:,} | "
+            f"{v['jacobian_all_gather']:,} | {v['scalars']:,} |"
+        )
     # A full parameter Jacobian all-reduces T x P_shared float32 (not run on
     # the 10M model here: 10 backward passes and ~400 MB per step).
     for key, r in list(multi.items()):
@@ -242,10 +253,14 @@ def report(results: list[dict], batch: int) -> None:
         v = dict(volumes[key], jacobian_all_reduce=4 * tasks * r["shared_params"])
         volumes[(key[0], "upgrad (bytes computed)")] = v
         single.setdefault((key[0], "upgrad (bytes computed)"), single.get(key))
-        print(f"| {key[0]} | upgrad (computed, T x P_shared x 4) | {v['gradients']:,} | "
-              f"{v['jacobian_all_reduce']:,} | 0 | {v['scalars']:,} |")
-    print("\nModelled speed-up at a fixed global batch (ring all-reduce, "
-          f"{LATENCY_S * 1e6:.0f} us per hop; compute time = 1-worker step here):\n")
+        print(
+            f"| {key[0]} | upgrad (computed, T x P_shared x 4) | {v['gradients']:,} | "
+            f"{v['jacobian_all_reduce']:,} | 0 | {v['scalars']:,} |"
+        )
+    print(
+        "\nModelled speed-up at a fixed global batch (ring all-reduce, "
+        f"{LATENCY_S * 1e6:.0f} us per hop; compute time = 1-worker step here):\n"
+    )
     print("| model | weighting | Gb/s | " + " | ".join(f"N={n}" for n in NODES) + " |")
     print("|---|---|---:|" + "---:|" * len(NODES))
     for key, v in volumes.items():

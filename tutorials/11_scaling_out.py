@@ -75,8 +75,12 @@ print(len(paths), "shards per split, e.g.", paths[0])
 # %%
 stream = files.from_tfrecords("census_shards/train", batch_size=2048)
 encoder = files.adapt_encoder(
-    stream, categorical=CATEGORICAL, numeric=NUMERIC, log_features=LOG_FEATURES,
-    max_rows=100_000, name="features",
+    stream,
+    categorical=CATEGORICAL,
+    numeric=NUMERIC,
+    log_features=LOG_FEATURES,
+    max_rows=100_000,
+    name="features",
 )
 with open("census_shards/_encoder.json", "w") as f:
     json.dump(encoder.get_config(), f)
@@ -92,7 +96,7 @@ print({name: len(v) for name, v in list(encoder.vocabularies.items())[:4]}, "...
 # a plain forward pass (no collectives needed).
 
 # %%
-SCRIPT = '''
+SCRIPT = """
 import json, os, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf
@@ -130,7 +134,7 @@ if mk.distribute.is_chief(strategy):
     with open("scaling_out_result.json", "w") as f:
         json.dump(result, f)
     print("test AUC", result)
-'''
+"""
 with open("train_census.py", "w") as f:
     f.write(SCRIPT)
 
@@ -139,6 +143,7 @@ with open("train_census.py", "w") as f:
 #
 # The equivalent shell command is `mtl-keras launch --workers 2 train_census.py 1`. Output lines
 # carry the worker's index; the exit code is 0 only if every worker succeeded.
+
 
 # %%
 class Quiet:
@@ -161,8 +166,10 @@ assert code == 0
 # %%
 with open("scaling_out_result.json") as f:
     result = json.load(f)
-print(f"{result['workers']} workers: test AUC income {result['income']:.3f}, "
-      f"never_married {result['never_married']:.3f}")
+print(
+    f"{result['workers']} workers: test AUC income {result['income']:.3f}, "
+    f"never_married {result['never_married']:.3f}"
+)
 
 # %% [markdown]
 # The two workers ended with identical weights (the all-reduce keeps them in sync), and training
