@@ -11,6 +11,7 @@ from distribute_helpers import HERE, run_launch, worker_reports
 #: aggregators (one on a 2-tensor MMoE representation), solver-based ones,
 #: and arrays with shuffle=True (seeded by MultiTaskModel.fit)
 STRATEGIES = [
+    "upgrad@rep",
     "static~shuffle",
     "uncertainty",
     "famo",
