@@ -398,3 +398,45 @@ def strip_pruning(model: keras.Model) -> keras.Model:
     # The traced train step closes over the old optimizer.
     model.train_function = None
     return model
+
+
+def metric_drop(
+    results: dict[float, dict[str, float]],
+    metrics: list[str],
+    lower_is_better: tuple[str, ...] = ("loss", "mse", "mae", "error"),
+) -> pd.DataFrame:
+    """Per-task metric drop vs sparsity, relative to the dense run.
+
+    Args:
+        results: sparsity -> `model.evaluate(..., return_dict=True)` of the
+            model pruned to that sparsity; must contain the dense run at 0.0.
+        metrics: metric keys to compare (e.g. `["income_auc",
+            "never_married_auc"]`).
+        lower_is_better: substrings marking metrics where lower is better
+            (their drop is pruned - dense instead of dense - pruned).
+
+    Returns:
+        DataFrame indexed by sparsity, one column per metric: how much worse
+        than dense (positive = worse).
+
+    Example:
+    >>> metric_drop({0.0: dense, 0.5: half, 0.9: sparse}, ["income_auc"])
+    """
+    if 0.0 not in results:
+        raise ValueError("metric_drop needs the dense run: results[0.0].")
+    dense = results[0.0]
+    rows = {}
+    for sparsity in sorted(results):
+        row = {}
+        for metric in metrics:
+            if metric not in results[sparsity]:
+                raise ValueError(
+                    f"Metric {metric!r} is missing at sparsity {sparsity}; "
+                    f"available: {sorted(results[sparsity])}."
+                )
+            sign = -1.0 if any(s in metric for s in lower_is_better) else 1.0
+            row[metric] = sign * (dense[metric] - results[sparsity][metric])
+        rows[sparsity] = row
+    table = pd.DataFrame(rows).T
+    table.index.name = "sparsity"
+    return table
