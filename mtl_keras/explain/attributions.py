@@ -5,7 +5,8 @@ the inputs along the straight path from a baseline `b` to `x`. Raw features
 are not all differentiable, so the path runs where they become continuous:
 
 - numeric inputs (float arrays: numeric columns, pixels) are interpolated as
-  they are, one attribution per value (per column, per pixel);
+  they are, one attribution per value (per column, per pixel); columns a
+  `TabularEncoder` log-transforms are interpolated in that log space;
 - categorical inputs and token ids (strings/integers) are interpolated in the
   space of the `keras.layers.Embedding` they feed, from the embedding of the
   baseline id (index 0: the out-of-vocabulary bucket of Keras lookups and the
@@ -168,6 +169,24 @@ def _tensor(value: np.ndarray) -> Any:
     return tf.constant(value)
 
 
+def _log_features(model: keras.Model) -> set[str]:
+    """Numeric features a TabularEncoder log-transforms (sign(x) * log1p(|x|))."""
+    return {
+        name
+        for layer in model._flatten_layers()
+        if isinstance(layer, TabularEncoder)
+        for name in layer.log_features
+    }
+
+
+def _signed_log(x: Any) -> Any:
+    return tf.sign(x) * tf.math.log1p(tf.abs(x))
+
+
+def _signed_exp(t: Any) -> Any:
+    return tf.sign(t) * tf.math.expm1(tf.abs(t))
+
+
 def _numeric_baseline(model: keras.Model, name: str, value: np.ndarray) -> np.ndarray:
     """The value a TabularEncoder standardizes to 0 (the training mean), else 0."""
     for layer in model._flatten_layers():
@@ -299,6 +318,7 @@ def _explain_rows(
 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Integrated gradients for one batch of rows (see `integrated_gradients`)."""
     numeric = list(rows_base)
+    log_features = _log_features(model)
     emb_layers = [layer for layer, _ in embeddings.values()]
     alphas = (np.arange(steps, dtype="float32") + 0.5) / steps
     results: dict[str, dict[str, np.ndarray]] = {t: {} for t in tasks}
@@ -375,9 +395,20 @@ def _explain_rows(
     path = {k: tf.repeat(v, steps, axis=0) for k, v in tensors.items()}
     emb_path: dict[tuple[int, int], Any] = {}
     with tf.GradientTape(persistent=len(tasks) > 1) as tape:
+        # Heavy-tailed features the encoder log-transforms are interpolated in
+        # log space (where the model sees them linearly); a raw-space path
+        # would spend almost all its change in its first steps.
+        watched_numeric = {}
         for k in numeric:
-            path[k] = along(base_tensors[k], tensors[k])
-            tape.watch(path[k])
+            if k in log_features:
+                t = along(_signed_log(base_tensors[k]), _signed_log(tensors[k]))
+                tape.watch(t)
+                path[k] = _signed_exp(t)
+            else:
+                t = along(base_tensors[k], tensors[k])
+                tape.watch(t)
+                path[k] = t
+            watched_numeric[k] = t
         for lid in used:
             for i, (out, base_out) in enumerate(seen[lid]):
                 emb_path[(lid, i)] = along(base_out, out)
@@ -394,13 +425,17 @@ def _explain_rows(
             )
             for t in tasks
         }
-    watched = [path[k] for k in numeric] + list(emb_path.values())
+    watched = [watched_numeric[k] for k in numeric] + list(emb_path.values())
     for t in tasks:
         grads = tape.gradient(scalars[t], watched)
         grads = [tf.zeros_like(w) if g is None else g for w, g in zip(watched, grads)]
         mean = [tf.reduce_mean(tf.reshape(g, [b, steps, *g.shape[1:]]), axis=1) for g in grads]
         for k, g in zip(numeric, mean):
-            value = ((tensors[k] - base_tensors[k]) * g).numpy()
+            if k in log_features:
+                span = _signed_log(tensors[k]) - _signed_log(base_tensors[k])
+            else:
+                span = tensors[k] - base_tensors[k]
+            value = (span * g).numpy()
             results[t][k] = value
         for (lid, i), g in zip(emb_path, mean[len(numeric) :]):
             out, base_out = seen[lid][i]

@@ -12,7 +12,8 @@ from mtl_keras.layers import TabularEncoder
 
 
 def data(n: int = 2000, seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """`alpha` depends on num_a and cat_c; `beta` on num_b and num_a; noise is noise."""
+    """`alpha` depends on num_a and cat_c; `beta` on num_b, num_a (and a little on
+    log(amount)); the noise features are noise."""
     rng = np.random.default_rng(seed)
     x = {
         "num_a": rng.normal(size=n).astype("float32"),
@@ -20,11 +21,15 @@ def data(n: int = 2000, seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str,
         "num_noise": rng.normal(size=n).astype("float32"),
         "cat_c": rng.choice(["x", "y", "z"], size=n),
         "cat_noise": rng.choice(["p", "q"], size=n),
+        # Heavy-tailed, log-transformed by the encoder (IG runs in log space).
+        "amount": rng.lognormal(2.0, 2.0, size=n).astype("float32"),
     }
     shift = np.select([x["cat_c"] == "x", x["cat_c"] == "y"], [2.5, -2.5], 0.0)
     y = {
         "alpha": (2.0 * x["num_a"] + shift > 0).astype("float32"),
-        "beta": (1.5 * (x["num_b"] - 5.0) / 2.0 + 0.5 * x["num_a"]).astype("float32"),
+        "beta": (
+            1.5 * (x["num_b"] - 5.0) / 2.0 + 0.5 * x["num_a"] + 0.15 * np.log1p(x["amount"])
+        ).astype("float32"),
     }
     return x, y
 
@@ -32,8 +37,8 @@ def data(n: int = 2000, seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str,
 def model(x: dict[str, np.ndarray], seed: int = 0) -> mk.MultiTaskModel:
     keras.utils.set_random_seed(seed)
     encoder = TabularEncoder.adapt(
-        x, categorical=["cat_c", "cat_noise"], numeric=["num_a", "num_b", "num_noise"],
-        embedding_dim=4,
+        x, categorical=["cat_c", "cat_noise"], numeric=["num_a", "num_b", "num_noise", "amount"],
+        log_features=["amount"], embedding_dim=4,
     )  # fmt: skip
     tasks = [mk.Binary("alpha"), mk.Regression("beta")]
     return mk.builders.shared_bottom(

@@ -24,11 +24,13 @@ def test_completeness_tabular_categorical_and_numeric():
     model, x, _ = trained()
     attr = explain.integrated_gradients(model, _rows(x), steps=STEPS)
     assert set(attr.values) == {"alpha", "beta"}
-    assert set(attr.values["alpha"]) == {"num_a", "num_b", "num_noise", "cat_c", "cat_noise"}
+    assert set(attr.values["alpha"]) == {"num_a", "num_b", "num_noise", "amount", "cat_c", "cat_noise"}
     for task in ("alpha", "beta"):
         delta = attr.outputs[task] - attr.baseline_outputs[task]
         assert np.abs(delta).mean() > 0.1  # non-trivial
         assert attr.completeness_error(task) < TOLERANCE
+    # The log-transformed feature matters to beta, and completeness still holds.
+    assert np.abs(attr.values["beta"]["amount"]).mean() > 0.01
     # f(x) is the model's own prediction.
     pred = model.predict(explain.attributions._pack(model, _rows(x)), verbose=0)
     np.testing.assert_allclose(attr.outputs["alpha"], pred["alpha"][:, 0], atol=1e-5)
