@@ -150,3 +150,20 @@ def test_strip_pruning_keeps_zeros_and_stops_pruning(tmp_path):
     np.testing.assert_allclose(
         restored.predict(x[:8], verbose=0)["dwell"], model.predict(x[:8], verbose=0)["dwell"]
     )
+
+
+@pytest.mark.parametrize("jit", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_xla_and_steps_per_execution(jit):
+    # Masks are applied inside the traced step: also under XLA and when
+    # several steps run per execution (no callback in between).
+    x, y = data(256)
+    model = make_model()
+    schedule = compress.PolynomialDecay(0.5, begin_step=0, end_step=6, frequency=3)
+    opt = _pruned(model, schedule)
+    model.compile(opt, weighting="static", jit_compile=jit, steps_per_execution=4)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert int(opt.iterations.numpy()) == 8
+    for variable, mask, _ in opt._masks.values():
+        w, m = variable.numpy(), mask.numpy()
+        assert np.all(w[m == 0] == 0)
+        assert np.mean(m == 0) == pytest.approx(0.5, abs=1 / m.size)
