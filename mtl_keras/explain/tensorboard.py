@@ -68,7 +68,6 @@ def log_importance(
     writer.close()
 
 
-@keras.saving.register_keras_serializable("mtl_keras")
 class ImportanceTensorBoard(keras.callbacks.Callback):
     """Logs the integrated-gradients feature x task table every `every` epochs.
 
