@@ -12,26 +12,37 @@ from mtl_keras.builders.common import validate_count, validate_units
 def image_cnn(
     input_shape: Sequence[int],
     filters: Sequence[int] = (16, 32),
+    units: int | None = 64,
     name: str = "image_cnn",
 ) -> keras.Model:
-    """A small CNN: per filter count, Conv2D(3x3, relu) + MaxPool, then global
-    average pooling. Output `(batch, filters[-1])`.
+    """A small CNN: per filter count, Conv2D(3x3, relu) + MaxPool, then
+    Flatten + Dense(units, relu) (keeps where the ink is, which global
+    pooling would average away), or global average pooling when `units` is
+    None. Output `(batch, units)` (or `(batch, filters[-1])`).
 
     Args:
         input_shape: image shape without the batch, e.g. `(28, 28, 1)`.
         filters: conv widths (non-empty).
+        units: width of the dense layer after flattening; None: global
+            average pooling instead (any image size).
         name: model name.
 
     Example:
-    >>> tuple(image_cnn((28, 28, 1), (4, 8)).output.shape)
-    (None, 8)
+    >>> tuple(image_cnn((28, 28, 1), (4, 8), units=16).output.shape)
+    (None, 16)
     """
     validate_units(filters, "filters")
+    if units is not None:
+        validate_count(units, "units")
     x = inputs = keras.Input(tuple(input_shape))
     for i, f in enumerate(filters):
         x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{i}")(x)
         x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    if units is None:
+        x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    else:
+        x = keras.layers.Flatten(name="flatten")(x)
+        x = keras.layers.Dense(units, activation="relu", name="dense")(x)
     return keras.Model(inputs, x, name=name)
 
 

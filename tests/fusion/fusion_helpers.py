@@ -46,7 +46,7 @@ class Encoders:
         x, _ = data()
         self.tabular = TabularEncoder.adapt(x, categorical=["city"], numeric=["age"])
         self.tabular_inputs = self.tabular.inputs()
-        self.image = image_cnn(IMAGE, (3,), name="image_cnn")
+        self.image = image_cnn(IMAGE, (3,), units=8, name="image_cnn")
         self.image_input = keras.Input(IMAGE, name="image")
         self.text = text_bilstm(VOCAB, 4, 3, name="text_bilstm")
         self.text_input = keras.Input((STEPS,), dtype="int32", name="text")
