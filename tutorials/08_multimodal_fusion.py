@@ -177,12 +177,13 @@ print(complete.to_string())
 # `fusion/<task>/<modality>` at each epoch end, next to MMoE/PLE gate utilisation.)
 
 # %%
-pd.DataFrame(
+used = pd.DataFrame(
     {
         name: pd.DataFrame(fusion_weights(models[name], test.x)).T.stack()
         for name in ("fused: attention", "fused: late")
     }
 ).round(3)
+print(used.to_string())
 
 # %% [markdown]
 # `digit` should lean on the image and `word` on the text; `sum_ge_10` splits between them.
@@ -223,7 +224,10 @@ print(missing.to_string())
 # picture) while `word` keeps its accuracy: the text path is untouched. The weights move accordingly:
 
 # %%
-pd.DataFrame(fusion_weights(models["fused: attention"], cases["no image"].x)).T.round(3)
+without_image = fusion_weights(
+    models["fused: attention, trained with 30% missing"], cases["no image"].x
+)
+print(pd.DataFrame(without_image).T.round(3).to_string())
 
 # %% [markdown]
 # ## 5. Shared representation and gradient aggregation
@@ -241,7 +245,7 @@ rep_model.compile(
     keras.optimizers.Adam(LEARNING_RATE), weighting=mk.weighting.UPGrad(rep_grad=True)
 )
 rep_model.fit(train.x, train.labels, epochs=EPOCHS, batch_size=BATCH, verbose=0)
-pd.DataFrame({"attention + UPGrad(rep_grad)": accuracy(rep_model, test)}).T.round(3)
+print(pd.DataFrame({"attention + UPGrad(rep_grad)": accuracy(rep_model, test)}).T.round(3))
 
 # %% [markdown]
 # ## 6. Serving requests without a modality
