@@ -236,3 +236,43 @@ def test_argument_errors():
         mk.builders.fusion(
             [Modality("v", keras.Input((2, 2, 2, 1), name="v"), keras.layers.Identity())], TASKS
         )
+
+
+def test_keras_hub_text_backbone_as_a_modality_pools_real_tokens_only():
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(0)
+    bert = keras_hub.models.BertBackbone(
+        vocabulary_size=20,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=6,
+    )
+    inputs = {
+        "token_ids": keras.Input((6,), dtype="int32", name="token_ids"),
+        "segment_ids": keras.Input((6,), dtype="int32", name="segment_ids"),
+        "padding_mask": keras.Input((6,), dtype="int32", name="padding_mask"),
+    }
+    image = keras.Input((3,), name="image")
+    model = mk.builders.fusion(
+        [Modality("text", inputs, bert), Modality("image", image)],
+        TASKS,
+        fusion_dim=4,
+        trunk_units=(),
+        tower_units=(),
+    )
+    rng = np.random.default_rng(0)
+    x = {
+        "token_ids": rng.integers(1, 20, (4, 6)).astype("int32"),
+        "segment_ids": np.zeros((4, 6), "int32"),
+        "padding_mask": np.array([[1, 1, 1, 0, 0, 0]] * 4, "int32"),
+        "image": rng.normal(size=(4, 3)).astype("float32"),
+        "text_mask": np.ones(4, "float32"),
+        "image_mask": np.ones(4, "float32"),
+    }
+    ref = _predict(model, x)
+    x["token_ids"][:, 3:] = 0  # padded positions: ignored by attention and pooling
+    np.testing.assert_allclose(_predict(model, x)["b"], ref["b"], rtol=1e-5, atol=1e-6)
+    x["token_ids"][:, 0] = 5
+    assert not np.allclose(_predict(model, x)["b"], ref["b"])
