@@ -166,9 +166,21 @@ print(complete.to_string())
 
 # %% [markdown]
 # Each single-modality model solves only the task its modality carries (chance is 0.10 for `digit` and
-# `word`; `tabular only` gets a little of `digit` from the ink). Only the fused models can answer
-# `sum_ge_10`, which needs the digit *and* the word: a product of the two recognitions, so it is
-# the hardest task and the one that benefits most from more epochs.
+# `word`; `tabular only` gets a little of `digit` from the ink). Only the fused models answer
+# `sum_ge_10`, which needs the digit *and* the word. In the full setting (QUICK=0, one CPU run):
+#
+# | test accuracy | digit | word | sum_ge_10 |
+# |---|---|---|---|
+# | image only | 0.943 | 0.120 | 0.748 |
+# | text only | 0.098 | 1.000 | 0.751 |
+# | tabular only | 0.205 | 0.107 | 0.554 |
+# | fused: concat | 0.957 | 1.000 | 0.980 |
+# | fused: attention | 0.954 | 1.000 | 0.980 |
+# | fused: late | 0.951 | 1.000 | 0.939 |
+#
+# Fusion also helps `digit` a little over the image-only model (0.954-0.957 vs 0.943): the same
+# encoder trained with the other tasks. Late fusion, which only averages per-modality logits, is
+# behind on `sum_ge_10` (0.939), the task that needs the modalities to interact.
 #
 # ## 3. Which modality does each task use?
 #
@@ -186,7 +198,10 @@ used = pd.DataFrame(
 print(used.to_string())
 
 # %% [markdown]
-# `digit` should lean on the image and `word` on the text; `sum_ge_10` splits between them.
+# In the full setting the attention weights say exactly what each task needs: `digit` puts 0.945 on the
+# image, `word` 0.998 on the text, `sum_ge_10` splits 0.585 image / 0.384 text, and nobody uses the
+# tabular attributes much. Late fusion's static weights (one learned number per task and modality,
+# starting equal) move the same way but stay flatter (`word`: 0.517 text).
 #
 # ## 4. Missing modalities
 #
@@ -220,8 +235,23 @@ missing = pd.DataFrame(rows).T.round(3)
 print(missing.to_string())
 
 # %% [markdown]
-# Without the image, `digit` falls back to what the ink tells (well above chance, far below the
-# picture) while `word` keeps its accuracy: the text path is untouched. The weights move accordingly:
+# Full setting, test accuracy per case:
+#
+# | model | case | digit | word | sum_ge_10 |
+# |---|---|---|---|---|
+# | concat | no image | 0.147 | 0.891 | 0.723 |
+# | attention | no image | 0.113 | **1.000** | 0.733 |
+# | late | no image | 0.115 | 0.903 | 0.755 |
+# | attention, trained with 30 % missing | complete | 0.964 | 1.000 | 0.955 |
+# | attention, trained with 30 % missing | no image | **0.218** | 1.000 | 0.758 |
+# | attention, trained with 30 % missing | half missing | 0.586 | 0.541 | 0.757 |
+#
+# Without the image, attention fusion keeps `word` at 1.000 because its softmax simply renormalises
+# over the modalities that are there; `concat` (0.891) and `late` (0.903) feed their trunk / head
+# inputs they never saw in training. `digit` drops to near chance: the picture *is* the digit. Trained
+# with modalities missing at random, the model learns a fallback: without the image `digit` moves its
+# weight to the tabular attributes (the ink, 0.982 in the full run) and reaches 0.218, twice chance,
+# at a small cost on `sum_ge_10` with complete inputs (0.955 vs 0.980).
 
 # %%
 without_image = fusion_weights(
@@ -246,6 +276,10 @@ rep_model.compile(
 )
 rep_model.fit(train.x, train.labels, epochs=EPOCHS, batch_size=BATCH, verbose=0)
 print(pd.DataFrame({"attention + UPGrad(rep_grad)": accuracy(rep_model, test)}).T.round(3))
+
+# %% [markdown]
+# Full setting: 0.960 / 1.000 / 0.985 (digit / word / sum_ge_10), on par with the static sum of
+# losses (0.954 / 1.000 / 0.980).
 
 # %% [markdown]
 # ## 6. Serving requests without a modality
