@@ -16,6 +16,12 @@ from conftest import toy_data, toy_model
 import mtl_keras as mk
 from mtl_keras.export import export_saved_model
 from mtl_keras.export import saved_model as saved_model_lib
+from mtl_keras.export.saved_model import LOCK_FILE
+
+
+def published(path) -> list[str]:
+    """Entries of a base directory, without the export lock file."""
+    return [n for n in os.listdir(path) if n != LOCK_FILE]
 
 # Runs in a fresh interpreter: loads the SavedModel without mtl_keras or the
 # model's Python code, calls serving_default on raw features, saves outputs.
@@ -125,7 +131,7 @@ def test_versions_auto_increment_and_layout(tmp_path):
     (base / "notes").mkdir()
     assert export_saved_model(model, base, version=7).endswith(os.sep + "7")
     assert export_saved_model(model, base).endswith(os.sep + "8")
-    assert sorted(os.listdir(base)) == ["1", "2", "7", "8", "notes"]
+    assert sorted(published(base)) == ["1", "2", "7", "8", "notes"]
     for v in ("1", "2", "7", "8"):
         vdir = base / v
         assert (vdir / "saved_model.pb").is_file()
@@ -145,7 +151,7 @@ def test_existing_version_is_refused_unless_overwrite(tmp_path):
     path = export_saved_model(model, tmp_path, version=3, overwrite=True)
     assert not marker.exists()
     assert os.path.isfile(os.path.join(path, "saved_model.pb"))
-    assert sorted(os.listdir(tmp_path)) == ["3"]
+    assert sorted(published(tmp_path)) == ["3"]
 
 
 def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
@@ -159,7 +165,7 @@ def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
             f.write(b"partial")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(saved_model_lib, "_write_saved_model", half_write)
+    monkeypatch.setattr(saved_model_lib, "write_saved_model", half_write)
     with pytest.raises(RuntimeError, match="disk full"):
         export_saved_model(model, tmp_path)
     with pytest.raises(RuntimeError, match="disk full"):
@@ -175,7 +181,7 @@ def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
     monkeypatch.setattr(saved_model_lib, "_write_metadata", metadata_fails)
     with pytest.raises(RuntimeError, match="metadata failed"):
         export_saved_model(model, tmp_path)
-    assert sorted(os.listdir(tmp_path)) == ["1"]
+    assert sorted(published(tmp_path)) == ["1"]
     assert os.path.isfile(tmp_path / "1" / "saved_model.pb")
     assert (tmp_path / "1" / "saved_model.pb").read_bytes() != b"partial"
 
@@ -191,9 +197,11 @@ def test_failed_publish_restores_the_old_version(tmp_path, monkeypatch):
         real_rename(src, dst)
 
     monkeypatch.setattr(saved_model_lib.os, "rename", failing_rename)
+    # The two-rename fallback (no renameat2 exchange) restores the old version.
+    monkeypatch.setattr(saved_model_lib, "_exchange", lambda a, b: False)
     with pytest.raises(FileExistsError, match="Could not publish version 1"):
         export_saved_model(model, tmp_path, version=1, overwrite=True)
-    assert sorted(os.listdir(tmp_path)) == ["1"]
+    assert sorted(published(tmp_path)) == ["1"]
     assert (tmp_path / "1" / "saved_model.pb").is_file()
 
 
@@ -201,7 +209,7 @@ def test_failed_publish_restores_the_old_version(tmp_path, monkeypatch):
 def test_bad_version(tmp_path, version):
     with pytest.raises(ValueError, match="`version` must be a positive integer"):
         export_saved_model(toy_model(), tmp_path, version=version)
-    assert os.listdir(tmp_path) == []
+    assert published(tmp_path) == []
 
 
 def test_bad_model(tmp_path):
@@ -221,7 +229,7 @@ def test_bad_model(tmp_path):
 
     with pytest.raises(ValueError, match="must be functional"):
         export_saved_model(Subclassed(), tmp_path)
-    assert os.listdir(tmp_path) == []
+    assert published(tmp_path) == []
 
 
 def test_bad_base_dir(tmp_path):
