@@ -5,7 +5,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import toy_data, toy_model
+from _support import toy_data, toy_model
 
 import mtl_keras as mk
 

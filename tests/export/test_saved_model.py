@@ -11,7 +11,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from conftest import toy_data, toy_model
+from _support import toy_data, toy_model
 
 import mtl_keras as mk
 from mtl_keras.export import export_saved_model

@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import toy_data, toy_model
+from _support import toy_data, toy_model
 from test_saved_model import _tabular_model
 
 from mtl_keras.export import (

@@ -91,7 +91,7 @@ def test_representation_norms_match_hand() -> None:
 
 
 def test_representation_mode_trains_under_xla() -> None:
-    from conftest import toy_data, toy_model
+    from _support import toy_data, toy_model
 
     x, y = toy_data(128)
     model = toy_model(weighting=GradNorm(rep_grad=True), jit_compile=True)

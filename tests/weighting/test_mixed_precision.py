@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from conftest import toy_data
+from _support import toy_data
 
 import mtl_keras as mk
 from mtl_keras import weighting

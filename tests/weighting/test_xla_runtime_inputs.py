@@ -14,7 +14,7 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import toy_data, toy_model
+from _support import toy_data, toy_model
 
 from mtl_keras import weighting
 
