@@ -183,3 +183,13 @@ def test_keras_internals_only_in_graph_and_tensorboard():
         "Keras internals outside mtl_keras/graph.py and the TensorBoard subclass:\n"
         + "\n".join(found)
     )
+
+
+def test_version_has_its_own_module():
+    # setup.cfg reads the version without importing the package (and TensorFlow).
+    setup_cfg = (PACKAGE.parent / "setup.cfg").read_text()
+    assert "version = attr: mtl_keras._version.__version__" in setup_cfg
+    graph = import_graph()
+    assert not graph["mtl_keras._version"]
+    readers = sorted(m for m, p in MODULES.items() if "mtl_keras.__version__" in p.read_text())
+    assert not readers, f"read the version from mtl_keras._version instead: {readers}"

@@ -250,3 +250,21 @@ def test_plain_functional_model_with_dict_outputs(tmp_path):
     assert meta["tasks"][0]["name"] == "score"
     assert meta["tasks"][0]["type"] is None
     assert meta["inputs"] == [{"name": "features", "dtype": "float32", "shape": [None, 3]}]
+
+
+def test_metadata_describes_outputs_through_the_task(tmp_path):
+    class Score(mk.Regression):
+        def describe_output(self) -> str:
+            return "a calibrated score in [0, 1]"
+
+    model = mk.builders.shared_bottom(
+        keras.Input((3,), name="x"),
+        [Score("score"), mk.Multiclass("kind", num_classes=4)],
+        trunk_units=(4,),
+        tower_units=(),
+    )
+    path = export_saved_model(model, tmp_path)
+    with open(os.path.join(path, "assets.extra", "mtl_keras.json")) as f:
+        outputs = {t["name"]: t["output"] for t in json.load(f)["tasks"]}
+    assert outputs["score"] == "a calibrated score in [0, 1]"
+    assert outputs["kind"].startswith("class probabilities (softmax over 4 classes)")
