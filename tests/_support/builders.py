@@ -80,7 +80,7 @@ def _reload_server() -> subprocess.Popen:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            text=True,
+            bufsize=0,
             env=env,
         )
         atexit.register(_stop_server, _server)
@@ -128,20 +128,29 @@ def reload_saved_model_in_subprocess(
     out_path = tmp_path / "serving_outputs.npz"
     np.savez(inputs_path, **inputs)
     proc = _reload_server()
-    proc.stdin.write(json.dumps([str(export_dir), str(inputs_path), str(out_path)]) + "\n")
+    request = json.dumps([str(export_dir), str(inputs_path), str(out_path)]) + "\n"
+    proc.stdin.write(request.encode())
     proc.stdin.flush()
     deadline = time.monotonic() + timeout
     answer = None
+    # Raw reads of the pipe (no Python-side buffer that select() cannot see).
+    fd = proc.stdout.fileno()
+    pending = b""
     while answer is None:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            proc.kill()
-            raise AssertionError(f"SavedModel reload timed out after {timeout} s")
-        line = proc.stdout.readline()
-        if not line:
-            raise AssertionError(f"SavedModel reload process died (exit {proc.poll()})")
-        if line.startswith(_ANSWER):
-            answer = json.loads(line[len(_ANSWER) :])
+        if b"\n" not in pending:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                proc.kill()
+                raise AssertionError(f"SavedModel reload timed out after {timeout} s")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise AssertionError(f"SavedModel reload process died (exit {proc.poll()})")
+            pending += chunk
+            continue
+        line, pending = pending.split(b"\n", 1)
+        text = line.decode("utf-8", "replace")
+        if text.startswith(_ANSWER):
+            answer = json.loads(text[len(_ANSWER) :])
     assert "ok" in answer, f"SavedModel reload failed:\n{answer['error'][-4000:]}"
     with np.load(out_path) as data:
         return {k: data[k] for k in data.files}
