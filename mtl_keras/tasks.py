@@ -75,9 +75,7 @@ def validate_tasks(tasks: Any) -> list[Task]:
 
 def _positive_int(value: Any, what: str, task: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            f"Task {task!r}: `{what}` must be an integer >= {minimum}, got {value!r}."
-        )
+        raise ValueError(f"Task {task!r}: `{what}` must be an integer >= {minimum}, got {value!r}.")
     return value
 
 
@@ -132,8 +130,10 @@ class Task:
         metrics: list[Any] | None = None,
     ) -> None:
         self.name = validate_task_name(name)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (
-            math.isfinite(weight) and weight >= 0
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not (math.isfinite(weight) and weight >= 0)
         ):
             raise ValueError(
                 f"Task {name!r}: `weight` must be a finite number >= 0, got {weight!r}."
@@ -567,7 +567,9 @@ class BoxRegression(Task):
         return BoxHead(self.box_format, name=name or self.name)
 
     def describe_output(self) -> str:
-        return f"one normalized box per row in {self.box_format!r} format (sigmoid), shape (batch, 4)"
+        return (
+            f"one normalized box per row in {self.box_format!r} format (sigmoid), shape (batch, 4)"
+        )
 
     def default_loss(self) -> Any:
         return BoxLoss("giou", self.box_format)

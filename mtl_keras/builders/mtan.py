@@ -176,9 +176,7 @@ def mtan(
             feat = SequencePooling("avg", name=f"{task.name}_pool")(feat)
         tower = MLP(tower_units, dropout=dropout, name=f"{task.name}_tower")(feat)
         outputs[task.name] = task.head(tower)
-    return MultiTaskModel(
-        inputs, outputs, tasks=tasks, name=name, representation=representation
-    )
+    return MultiTaskModel(inputs, outputs, tasks=tasks, name=name, representation=representation)
 
 
 def mtan_attention_model(model: keras.Model) -> keras.Model:

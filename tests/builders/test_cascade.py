@@ -84,9 +84,7 @@ def test_cascade_dag_validation(dependencies, match):
 
 def test_cascade_argument_validation():
     with pytest.raises(ValueError, match="pass_predictions"):
-        mk.builders.cascade(
-            keras.Input((8,)), TASKS, pass_predictions=False, pass_hidden=False
-        )
+        mk.builders.cascade(keras.Input((8,)), TASKS, pass_predictions=False, pass_hidden=False)
     with pytest.raises(ValueError, match="tower_units"):
         mk.builders.cascade(keras.Input((8,)), TASKS, tower_units=())
 

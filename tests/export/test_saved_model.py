@@ -23,6 +23,7 @@ def published(path) -> list[str]:
     """Entries of a base directory, without the export lock file."""
     return [n for n in os.listdir(path) if n != LOCK_FILE]
 
+
 # Runs in a fresh interpreter: loads the SavedModel without mtl_keras or the
 # model's Python code, calls serving_default on raw features, saves outputs.
 _RELOAD = textwrap.dedent(
@@ -45,7 +46,9 @@ def _reload_and_predict(path: str, features: dict[str, np.ndarray], tmp_path) ->
     inputs_npz = tmp_path / "inputs.npz"
     out_npz = tmp_path / "outputs.npz"
     # .npz cannot hold object arrays without pickle: strings go as unicode.
-    np.savez(inputs_npz, **{k: v.astype(str) if v.dtype == object else v for k, v in features.items()})
+    np.savez(
+        inputs_npz, **{k: v.astype(str) if v.dtype == object else v for k, v in features.items()}
+    )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
         [sys.executable, "-c", _RELOAD, path, str(inputs_npz), str(out_npz)],

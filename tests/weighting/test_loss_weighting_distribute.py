@@ -34,7 +34,10 @@ print(json.dumps(out))
 def test_fit_under_mirrored_strategy() -> None:
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT],
-        check=True, capture_output=True, text=True, env=support_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+        env=support_env(),
     )
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     for name, history in results.items():

@@ -33,7 +33,8 @@ def test_every_strategy_trains_finite(policy: str) -> None:
             model = mk.builders.shared_bottom(
                 keras.Input((8,), name="x"),
                 [mk.Binary("click"), mk.Regression("dwell")],
-                trunk_units=(16,), tower_units=(8,),
+                trunk_units=(16,),
+                tower_units=(8,),
             )
             model.compile(keras.optimizers.SGD(0.05), weighting=strategy)
             history = model.fit(x, y, batch_size=32, epochs=1, verbose=0).history
