@@ -358,7 +358,7 @@ def _metadata(
                 "config": task.get_config() if task is not None else None,
             }
         )
-    return {
+    metadata = {
         "format_version": METADATA_FORMAT_VERSION,
         "mtl_keras_version": __version__,
         "keras_version": keras.__version__,
@@ -378,6 +378,12 @@ def _metadata(
         ],
         "tasks": tasks,
     }
+    for layer in model.layers:
+        # Layers may describe their inputs to clients, e.g. ModalityStack:
+        # which inputs form each modality (requests may omit a modality).
+        if hasattr(layer, "serving_metadata"):
+            metadata.update(layer.serving_metadata())
+    return metadata
 
 
 def _write_metadata(
