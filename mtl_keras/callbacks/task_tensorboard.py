@@ -321,8 +321,7 @@ def _task_names(tasks: Any) -> list[str]:
             names.append(validate_task_name(t))
         else:
             raise ValueError(
-                f"`tasks` must hold task names or Task specs, got {t!r} of type "
-                f"{type(t).__name__}."
+                f"`tasks` must hold task names or Task specs, got {t!r} of type {type(t).__name__}."
             )
     if len(set(names)) != len(names):
         raise ValueError(f"`tasks` has duplicated names: {names}.")
