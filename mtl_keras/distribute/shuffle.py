@@ -60,6 +60,18 @@ def shuffled_dataset(
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def _split_last(data: tuple, fraction: float) -> tuple[tuple, tuple]:
+    """(train, validation): the last `fraction` of the rows is validation, as
+    Keras's `validation_split` does."""
+    n = int(np.asarray(tf.nest.flatten(data[0])[0]).shape[0])
+    cut = int(np.floor(n * (1.0 - fraction)))
+
+    def part(lo: int, hi: int | None) -> tuple:
+        return tf.nest.map_structure(lambda v: None if v is None else np.asarray(v)[lo:hi], data)
+
+    return part(0, cut), part(cut, None)
+
+
 def seeded_arrays(model: keras.Model, x: Any, y: Any, args: tuple, kwargs: dict) -> tuple:
     """`fit` arguments with shuffled arrays replaced by `shuffled_dataset`
     under MultiWorkerMirroredStrategy; unchanged otherwise."""
@@ -78,15 +90,11 @@ def seeded_arrays(model: keras.Model, x: Any, y: Any, args: tuple, kwargs: dict)
             "MultiWorkerMirroredStrategy is not supported; pass a tf.data.Dataset "
             "(e.g. mtl_keras.distribute.shuffled_dataset) with per-task sample weights."
         )
-    from keras.src.trainers.data_adapters import array_slicing
-
     sample_weight = params.pop("sample_weight", None)
     split = params.pop("validation_split", 0.0)
     data = (params.pop("x"), params.pop("y", None), sample_weight)
     if split and params.get("validation_data") is None:
-        data, params["validation_data"] = array_slicing.train_validation_split(
-            data, validation_split=split
-        )
+        data, params["validation_data"] = _split_last(data, split)
     params["x"] = shuffled_dataset(*data, batch_size=params.pop("batch_size", None) or 32)
     params["shuffle"] = False
     return params.pop("x"), None, (), params

@@ -113,3 +113,21 @@ def test_mtl_keras_launch_subcommand(tmp_path, capfd):
     script.write_text("import os, sys; print('w', os.environ['MTL_KERAS_WORKER']); sys.exit(3)\n")
     assert cli.main(["launch", "--workers", "2", str(script)]) == 3
     assert "exited with 3" in capfd.readouterr().out
+
+
+def test_seeded_shuffle_and_validation_split():
+    import numpy as np
+
+    from mtl_keras.distribute import shuffle
+
+    x = {"a": np.arange(10.0, dtype="float32")}
+    y = {"t": np.arange(10.0, dtype="float32")}
+    train, val = shuffle._split_last((x, y, None), 0.2)
+    np.testing.assert_array_equal(val[0]["a"], [8.0, 9.0])
+    assert train[2] is None and len(train[1]["t"]) == 8
+    # The same seed gives the same order in every process, another each epoch.
+    ds = shuffle.shuffled_dataset(x, y, batch_size=10, seed=3)
+    first = next(iter(ds))[0]["a"].numpy()
+    again = next(iter(shuffle.shuffled_dataset(x, y, batch_size=10, seed=3)))[0]["a"].numpy()
+    np.testing.assert_array_equal(first, again)
+    assert sorted(first) == list(range(10))
