@@ -175,9 +175,7 @@ def test_export_signature_is_a_leaf():
 @pytest.mark.xfail(
     strict=False,
     reason="core is moving the functional-graph reads of model.py, incremental.py and "
-    "builders/split.py into mtl_keras/graph.py (issue #12.1); explain/attributions.py, "
-    "builders/fusion.py and builders/fusion_requests.py "
-    "read model._inputs_struct (model.input is the public name)",
+    "builders/split.py into mtl_keras/graph.py (issue #12.1)",
 )
 def test_keras_internals_only_in_graph_and_tensorboard():
     found = keras_internals()
