@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 11 · Scaling out: two workers training from Census-Income shards
+# # 10 · Scaling out: two workers training from Census-Income shards
 #
 # When the data no longer fits in memory and one machine is too slow, the same `MultiTaskModel`
 # trains on several workers with TensorFlow's `MultiWorkerMirroredStrategy` (synchronous
