@@ -9,6 +9,7 @@ import tensorflow as tf
 from keras.src.trainers.data_adapters import data_adapter_utils
 from keras.src.utils.tracking import DotNotTrackScope
 
+from mtl_keras import contracts
 from mtl_keras import weighting as weighting_lib
 from mtl_keras.scalar_mean import ScalarMean
 from mtl_keras.tasks import Task, validate_tasks
@@ -278,6 +279,12 @@ class MultiTaskModel(keras.Model):
             metrics: optional dict task name -> metrics overriding the spec.
             loss_weights: optional dict task name -> static weight overriding
                 the spec's `weight`.
+            on_nonfinite: "raise" (default) stops training with an error naming
+                the feature/task on NaN/Inf features, task losses or gradients;
+                "skip" skips such batches (counted, warned, logged as
+                `nonfinite_skipped`). See `mtl_keras.contracts`.
+            allow_nonfinite_features: input names that may carry NaN/Inf
+                (a layer of the model imputes them).
             **kwargs: passed to `keras.Model.compile` (`jit_compile`,
                 `steps_per_execution`, `run_eagerly`, ...). Keras's own
                 `loss`/`metrics` machinery is not used: losses are per task.
@@ -288,6 +295,8 @@ class MultiTaskModel(keras.Model):
                     f"MultiTaskModel.compile does not take `{key}`: pass per-task "
                     "`sample_weight` to fit and metrics through `metrics`."
                 )
+        on_nonfinite = kwargs.pop("on_nonfinite", "raise")
+        allow_nonfinite = kwargs.pop("allow_nonfinite_features", ())
         names = self.task_names
         for arg_name, arg in (("loss", loss), ("metrics", metrics), ("loss_weights", loss_weights)):
             if arg is None:
@@ -328,6 +337,7 @@ class MultiTaskModel(keras.Model):
         with DotNotTrackScope():
             self._loss_tracker = ScalarMean(name="loss")
         self.weighting = strategy
+        self._contracts = contracts.StepGuard(self, on_nonfinite, allow_nonfinite)
         self._task_loss_fns = [t.loss_fn() for t in self._effective_tasks]
         # Not auto-tracked, so that a second compile replaces (rather than
         # adds to) the per-task metrics; exposed through `metrics`.
@@ -348,6 +358,8 @@ class MultiTaskModel(keras.Model):
                 for k, v in metrics.items()
             },
             "loss_weights": loss_weights,
+            "on_nonfinite": on_nonfinite,
+            "allow_nonfinite_features": list(self._contracts.allowed),
             **{k: v for k, v in kwargs.items() if k in ("jit_compile", "steps_per_execution")},
         }
 
@@ -440,6 +452,7 @@ class MultiTaskModel(keras.Model):
             mask_rank = mask.shape.rank
             if weights is not None and task.name in weights:
                 w = tf.cast(tf.convert_to_tensor(weights[task.name]), tf.float32)
+                contracts.check_weight_shape(task, w, mask)
                 if w.shape.rank != mask_rank:
                     # Per-row weights broadcast over the mask's other dims.
                     w = tf.reshape(w, [-1] + [1] * (mask_rank - 1))
@@ -503,7 +516,10 @@ class MultiTaskModel(keras.Model):
         )
         grads, weights = strategy.compute_gradients(ctx)
         del tape
-        self.optimizer.apply(grads, variables)
+        # Invalid labels / non-finite values: the update is not applied (and
+        # the ContractGuard callback raises or counts the skip).
+        ok = self._contracts.train_checks(self, x, y, task_losses, grads, (shared, per_task, own))
+        contracts.apply_if(ok, self.optimizer, grads, variables)
         total = tf.reduce_sum(weights * task_losses)
         return self._update_metrics(task_losses, weights, prepared, total)
 
@@ -533,21 +549,20 @@ class MultiTaskModel(keras.Model):
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
         y_pred = self(x, training=False)
         task_losses, prepared = self._task_losses(y, y_pred, sample_weight)
+        self._contracts.test_checks(self, y)
         _, weights = self.weighting.combine(task_losses, training=False)
         total = tf.reduce_sum(weights * task_losses)
         return self._update_metrics(task_losses, weights, prepared, total)
 
-    # ------------------------------------------------- raw string features
-    def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("validation_data") is not None:
-            kwargs["validation_data"] = _strings_to_tensors(kwargs["validation_data"])
-        return super().fit(_strings_to_tensors(x), y, *args, **kwargs)
+    # ------------------------------------- input contracts (mtl_keras.contracts)
+    def fit(self, *args: Any, **kwargs: Any) -> Any:
+        return super().fit(**contracts.prepare_fit(self, args, kwargs))
 
-    def evaluate(self, x: Any = None, *args: Any, **kwargs: Any) -> Any:
-        return super().evaluate(_strings_to_tensors(x), *args, **kwargs)
+    def evaluate(self, *args: Any, **kwargs: Any) -> Any:
+        return super().evaluate(**contracts.prepare_evaluate(self, args, kwargs))
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
-        return super().predict(_strings_to_tensors(x), *args, **kwargs)
+        return super().predict(contracts.prepare_predict(self, x), *args, **kwargs)
 
     # ----------------------------------------------------------- serialization
     def get_config(self) -> dict[str, Any]:

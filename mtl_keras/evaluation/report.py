@@ -96,7 +96,26 @@ def task_metrics(
     >>> task_metrics(Regression("y"), np.array([1.0, np.nan]), np.array([2.0, 0.0]))["mae"]
     1.0
     """
+    from mtl_keras.contracts import LabelError, validate_label_array
+
     pred = np.asarray(predictions, dtype="float64")
+    labels = validate_label_array(task, labels, "report")
+    if labels.ndim == 0 or len(labels) != len(pred):
+        raise LabelError(
+            f"report: labels of task {task.name!r} have shape {labels.shape}, its "
+            f"predictions {pred.shape}: expected one label row per prediction row."
+        )
+    per_row = int(np.prod(labels.shape[1:], dtype=int))
+    expected = (
+        int(np.prod(pred.shape[1:-1], dtype=int))
+        if isinstance(task, (Multiclass, Tagging))
+        else int(np.prod(pred.shape[1:], dtype=int))
+    )
+    if per_row != expected:
+        raise LabelError(
+            f"report: labels of task {task.name!r} have shape {labels.shape}, its "
+            f"predictions {pred.shape}: expected {expected} label value(s) per row."
+        )
     if isinstance(task, Tagging):
         y = np.asarray(labels, dtype="float64")
         y = np.where(np.isnan(y), -1, y).astype("int64").reshape(pred.shape[:2])
@@ -159,12 +178,25 @@ def predict_with_labels(
     """
     import tensorflow as tf
 
+    from mtl_keras.contracts import labels_by_task
+
     if isinstance(data, tf.data.Dataset):
         preds: dict[str, list] = {}
         labels: dict[str, list] = {}
+        predict = _batch_predictor(model)
         for batch in data:
             x, y = batch[0], batch[1]
-            out = model.predict_on_batch(x)
+            if not isinstance(y, Mapping):
+                y = {model.task_names[0]: y} if len(model.task_names) == 1 else y
+            unknown = [k for k in y if k not in model.task_names] if isinstance(y, Mapping) else []
+            if unknown or not isinstance(y, Mapping):
+                raise ValueError(
+                    f"report: the dataset's labels have keys {unknown} that are not tasks; "
+                    f"tasks are {model.task_names}."
+                    if unknown
+                    else "report: the dataset must yield (x, y) with y a dict keyed by task name."
+                )
+            out = predict(x)
             for name in model.task_names:
                 preds.setdefault(name, []).append(np.asarray(out[name]))
                 if name in y:
@@ -176,12 +208,25 @@ def predict_with_labels(
     if not isinstance(data, (tuple, list)) or len(data) < 2:
         raise ValueError("report: `data` must be (x, y) or a tf.data.Dataset of (x, y).")
     x, y = data[0], data[1]
-    if not isinstance(y, Mapping):
+    if not isinstance(y, Mapping) and type(y).__name__ != "DataFrame":
         if len(model.task_names) != 1:
             raise ValueError("report: `y` must be a dict keyed by task name.")
         y = {model.task_names[0]: y}
+    # Keys must be tasks and values valid labels (contracts.LabelError otherwise).
+    y = labels_by_task(model, y, "report")
     preds = model.predict(x, batch_size=batch_size, verbose=0)
     return {k: np.asarray(v) for k, v in preds.items()}, {k: np.asarray(v) for k, v in y.items()}
+
+
+def _batch_predictor(model: Any) -> Any:
+    """One tf.function for every batch (shape-relaxed: no retracing warnings)."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def predict(x: Any) -> Any:
+        return model(x, training=False)
+
+    return lambda x: {k: v.numpy() for k, v in predict(x).items()}
 
 
 def report(
