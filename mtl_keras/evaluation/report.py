@@ -102,8 +102,9 @@ def task_metrics(
     labels = validate_label_array(task, labels, "report")
     if labels.ndim == 0 or len(labels) != len(pred):
         raise LabelError(
-            f"report: labels of task {task.name!r} have shape {labels.shape}, its "
-            f"predictions {pred.shape}: expected one label row per prediction row."
+            f"report: labels of task {task.name!r} have {len(labels) if labels.ndim else 0} "
+            f"rows (shape {labels.shape}), its predictions {len(pred)} rows: expected one "
+            "label row per prediction row."
         )
     per_row = int(np.prod(labels.shape[1:], dtype=int))
     expected = (
@@ -183,7 +184,6 @@ def predict_with_labels(
     if isinstance(data, tf.data.Dataset):
         preds: dict[str, list] = {}
         labels: dict[str, list] = {}
-        predict = _batch_predictor(model)
         for batch in data:
             x, y = batch[0], batch[1]
             if not isinstance(y, Mapping):
@@ -196,7 +196,7 @@ def predict_with_labels(
                     if unknown
                     else "report: the dataset must yield (x, y) with y a dict keyed by task name."
                 )
-            out = predict(x)
+            out = _predict_eagerly(model, x)
             for name in model.task_names:
                 preds.setdefault(name, []).append(np.asarray(out[name]))
                 if name in y:
@@ -214,19 +214,36 @@ def predict_with_labels(
         y = {model.task_names[0]: y}
     # Keys must be tasks and values valid labels (contracts.LabelError otherwise).
     y = labels_by_task(model, y, "report")
-    preds = model.predict(x, batch_size=batch_size, verbose=0)
-    return {k: np.asarray(v) for k, v in preds.items()}, {k: np.asarray(v) for k, v in y.items()}
+    preds = _predict_arrays(model, x, batch_size)
+    return preds, {k: np.asarray(v) for k, v in y.items()}
 
 
-def _batch_predictor(model: Any) -> Any:
-    """One tf.function for every batch (shape-relaxed: no retracing warnings)."""
-    import tensorflow as tf
+def _predict_eagerly(model: Any, x: Any) -> dict[str, np.ndarray]:
+    """One forward pass without tf.function: evaluating many models in a loop
+    then never trips TensorFlow's "frequent retracing" warning (every Keras
+    predict function of every model shares one trace counter)."""
+    out = model(x, training=False)
+    return {k: np.asarray(v) for k, v in out.items()}
 
-    @tf.function(reduce_retracing=True)
-    def predict(x: Any) -> Any:
-        return model(x, training=False)
 
-    return lambda x: {k: v.numpy() for k, v in predict(x).items()}
+def _predict_arrays(model: Any, x: Any, batch_size: int) -> dict[str, np.ndarray]:
+    from mtl_keras.contracts import prepare_features
+
+    x, rows = prepare_features(model, x, "report")
+    if rows is None:
+        return {
+            k: np.asarray(v)
+            for k, v in model.predict(x, batch_size=batch_size, verbose=0).items()
+        }
+    import keras
+
+    parts: dict[str, list] = {}
+    for start in range(0, rows, batch_size):
+        rows_slice = slice(start, start + batch_size)
+        batch = keras.tree.map_structure(lambda v, s=rows_slice: v[s], x)
+        for k, v in _predict_eagerly(model, batch).items():
+            parts.setdefault(k, []).append(v)
+    return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def report(

@@ -187,34 +187,33 @@ def test_from_pandas_with_tasks_refuses_binary_2():
         mk.data.from_pandas(frame, ["age"], {"click": "c"}, tasks=[mk.Binary("click")])
 
 
-@pytest.mark.parametrize("jit", [False, True])
 @pytest.mark.parametrize(
-    "task, value, fragment",
-    [("click", 2.0, "0 or 1"), ("grade", 7, "[0, 3)"), ("dwell", np.inf, "finite")],
+    "task, value, fragment, jit",
+    [
+        ("click", 2.0, "0 or 1", False),
+        ("grade", 7, "[0, 3)", False),
+        ("dwell", np.inf, "finite", False),
+        # XLA: today's main gives every task a NaN loss and no error.
+        pytest.param("grade", 7, "[0, 3)", True, marks=pytest.mark.slow),
+    ],
 )
 def test_invalid_labels_in_a_dataset_stop_training_by_task(task, value, fragment, jit):
     # In the data stream the step counts them (XLA cannot raise) and the
     # ContractGuard callback raises at the end of the batch; the batch is
-    # never applied.
+    # never applied. Today's main: no error (Binary 2, Inf) or NaN under XLA.
     model = named_model(jit_compile=jit)
-    x, y = data(32)
+    x, y = data(16)
     y[task] = y[task].copy()
-    y[task][20] = value
+    y[task][3] = value
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
-    model.fit(ds.take(1), epochs=1, verbose=0)
     before = [w.copy() for w in model.get_weights()]
-    with pytest.raises(
-        LabelError, match=rf"train batch 1: 1 labels of task '{task}'.*{fragment[:3]}"
-    ):
+    with pytest.raises(LabelError) as info:
         model.fit(ds, epochs=1, verbose=0)
-    # The first (clean) batch was applied, the bad one was not: same as
-    # training on the clean batch alone.
-    reference = named_model(jit_compile=jit)
-    reference.fit(ds.take(1), epochs=1, verbose=0)
-    reference.fit(ds.take(1), epochs=1, verbose=0)
-    for a, b in zip(reference.get_weights(), model.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    del before
+    assert f"train batch 0: 1 labels of task '{task}'" in str(info.value)
+    assert fragment in str(info.value)
+    assert int(model.optimizer.iterations.numpy()) == 0
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_invalid_labels_in_validation_data_raise():
