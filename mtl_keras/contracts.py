@@ -571,10 +571,13 @@ class StepGuard:
         losses = tf.cast(~tf.math.is_finite(tf.cast(task_losses, tf.float32)), tf.float32)
         shared, per_task, own = groups
 
+        def values(g: Any) -> Any:
+            return g.values if isinstance(g, tf.IndexedSlices) else g
+
         def group_flag(indices: Sequence[int]) -> Any:
             # g * 0 is 0 for finite g and NaN for NaN/Inf: one cheap reduction.
             sums = [
-                tf.reduce_sum(tf.cast(grads[i], tf.float32) * 0.0)
+                tf.reduce_sum(tf.cast(values(grads[i]), tf.float32) * 0.0)
                 for i in indices
                 if grads[i] is not None
             ]
@@ -591,6 +594,13 @@ class StepGuard:
             # Every replica must take the same branch around the update.
             counts = ctx.all_reduce(tf.distribute.ReduceOp.SUM, counts)
         ok = tf.equal(tf.reduce_sum(counts), 0.0)
+        # Sticky: once an error is counted, no later batch of the same
+        # execution (steps_per_execution > 1) is applied before it is raised.
+        prior = self.train_counts.total.value
+        fatal = prior[self.slices["labels"]]
+        if self.on_nonfinite == "raise":
+            fatal = prior[: self.slices["grads"].stop]
+        ok = tf.logical_and(ok, tf.equal(tf.reduce_sum(fatal), 0.0))
         skipped = tf.reshape(1.0 - tf.cast(ok, tf.float32), [1])
         self.train_counts.update_state(tf.concat([counts, skipped], axis=0))
         return ok
@@ -754,10 +764,15 @@ def _with_guard(model: Any, callbacks: Any) -> Any:
     if callbacks is None:
         return [cb]
     if isinstance(callbacks, keras.callbacks.CallbackList):
+        if any(isinstance(c, ContractGuard) for c in callbacks.callbacks):
+            return callbacks
         callbacks.callbacks.insert(0, cb)
         callbacks.set_model(model)
         return callbacks
-    return [cb, *list(callbacks)]
+    callbacks = list(callbacks)
+    if any(isinstance(c, ContractGuard) for c in callbacks):
+        return callbacks
+    return [cb, *callbacks]
 
 
 def prepare_fit(model: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
@@ -785,6 +800,9 @@ def prepare_fit(model: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
 def prepare_evaluate(model: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
     """Checked keyword arguments for `keras.Model.evaluate`."""
     call = _bind(_EVAL_PARAMS, args, kwargs)
+    if call.get("_use_cached_eval_dataset"):
+        # fit's validation: data checked by prepare_fit, guard already in the list.
+        return call
     x, y, sw = _prepare_xy(
         model, call.get("x"), call.get("y"), call.get("sample_weight"), "evaluate"
     )
@@ -798,3 +816,27 @@ def prepare_evaluate(model: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
 def prepare_predict(model: Any, x: Any) -> Any:
     """Features for `keras.Model.predict`, matched by name."""
     return prepare_features(model, x, "predict")[0]
+
+
+def run_on_batch(
+    model: Any, method: Any, stage: str, x: Any, y: Any, sample_weight: Any, kwargs: dict
+) -> Any:
+    """`train_on_batch`/`test_on_batch` with the same checks as `fit`/`evaluate`.
+
+    Args:
+        model: the `MultiTaskModel`.
+        method: Keras's own `train_on_batch` or `test_on_batch` (bound).
+        stage: "train" or "test".
+        x, y, sample_weight, kwargs: the call's arguments.
+    """
+    x, y, sample_weight = _prepare_xy(model, x, y, sample_weight, f"{stage}_on_batch")
+    guard = getattr(model, "_contracts", None)
+    if guard is None:
+        return method(x, y, sample_weight=sample_weight, **kwargs)
+    metric = guard.train_counts if stage == "train" else guard.test_counts
+    metric.reset_state()  # counters are sticky until read (see train_checks)
+    logs = method(x, y, sample_weight=sample_weight, **kwargs)
+    delta = np.array(metric.total.numpy(), dtype="float64")
+    if delta.any():
+        guard.raise_for(delta, "train" if stage == "train" else "evaluation", 0)
+    return logs

@@ -564,6 +564,17 @@ class MultiTaskModel(keras.Model):
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
         return super().predict(contracts.prepare_predict(self, x), *args, **kwargs)
 
+    def train_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, **kw: Any) -> Any:
+        method = super().train_on_batch
+        return contracts.run_on_batch(self, method, "train", x, y, sample_weight, kw)
+
+    def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, **kw: Any) -> Any:
+        method = super().test_on_batch
+        return contracts.run_on_batch(self, method, "test", x, y, sample_weight, kw)
+
+    def predict_on_batch(self, x: Any) -> Any:
+        return super().predict_on_batch(contracts.prepare_predict(self, x))
+
     # ----------------------------------------------------------- serialization
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -123,3 +123,29 @@ def test_fit_on_a_dataset_does_not_trigger_the_shuffle_warning():
         warnings.simplefilter("always")
         model.fit(ds, validation_data=ds, epochs=1, verbose=0)
     assert not [w for w in caught if "shuffle" in str(w.message)]
+
+
+def test_on_batch_methods_have_the_same_checks():
+    from mtl_keras.contracts import FeatureError, LabelError, NonFiniteError
+
+    model = named_model()
+    x, y = data(8)
+    with pytest.raises(LabelError, match="'grade'"):
+        model.train_on_batch(x, dict(y, grade=np.full(8, 5)))
+    with pytest.raises(FeatureError, match="'zip'"):
+        model.predict_on_batch({**x, "zip": np.zeros(8)})
+    bad = dict(x, score=np.where(np.arange(8) == 1, np.nan, x["score"]).astype("float32"))
+    with pytest.raises(NonFiniteError, match="'score'"):
+        model.train_on_batch(bad, y)
+    logs = model.test_on_batch(x, y, return_dict=True)
+    assert np.isfinite(logs["loss"])
+
+
+def test_validation_data_is_checked_before_training():
+    from mtl_keras.contracts import LabelError
+
+    model = named_model()
+    x, y = data(8)
+    with pytest.raises(LabelError, match="fit validation_data.*'click'"):
+        model.fit(x, y, validation_data=(x, dict(y, click=np.full(8, 3.0))), verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 0
