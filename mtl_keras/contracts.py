@@ -585,9 +585,14 @@ class StepGuard:
                 return tf.constant(0.0)
             return tf.cast(~tf.math.is_finite(tf.add_n(sums)), tf.float32)
 
-        grad_flags = tf.stack(
-            [group_flag(shared), *[group_flag(ids) for ids in per_task], group_flag(own)]
-        )
+        if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer):
+            # Dynamic loss scaling expects overflowing gradients now and then:
+            # the optimizer skips that step and lowers the scale itself.
+            grad_flags = tf.zeros([len(self.groups)])
+        else:
+            grad_flags = tf.stack(
+                [group_flag(shared), *[group_flag(ids) for ids in per_task], group_flag(own)]
+            )
         counts = tf.concat([labels, features, losses, grad_flags], axis=0)
         ctx = tf.distribute.get_replica_context()
         if ctx is not None and ctx.num_replicas_in_sync > 1:
