@@ -740,6 +740,14 @@ def apply_if(ok: Any, optimizer: Any, grads: Sequence[Any], variables: Sequence[
     tf.cond(ok, apply, lambda: tf.constant(False))
 
 
+def if_applied(ok: Any, update_metrics: Any, model: Any) -> dict[str, Any]:
+    """Runs `update_metrics` only for applied batches; returns the metric results."""
+    guard = getattr(model, "_contracts", None)
+    if guard is None or guard.on_nonfinite != "skip":
+        return update_metrics()
+    return tf.cond(ok, update_metrics, model.get_metrics_result)
+
+
 # ------------------------------------------------------- fit/evaluate/predict
 _FIT_PARAMS = list(inspect.signature(keras.Model.fit).parameters)[1:]
 _EVAL_PARAMS = list(inspect.signature(keras.Model.evaluate).parameters)[1:]

@@ -521,7 +521,10 @@ class MultiTaskModel(keras.Model):
         ok = self._contracts.train_checks(self, x, y, task_losses, grads, (shared, per_task, own))
         contracts.apply_if(ok, self.optimizer, grads, variables)
         total = tf.reduce_sum(weights * task_losses)
-        return self._update_metrics(task_losses, weights, prepared, total)
+        # A skipped batch is left out of the logs too.
+        return contracts.if_applied(
+            ok, lambda: self._update_metrics(task_losses, weights, prepared, total), self
+        )
 
     def _call_with_representation(self, x: Any) -> tuple[dict[str, Any], list[Any]]:
         """Forward pass that also returns the representation's tensors.

@@ -280,7 +280,7 @@ class Regression(Task):
 
     Head: linear Dense(units). Default loss: mean squared error. Metrics: MAE
     and RMSE. Missing label: NaN (a row counts as labelled when all of its
-    values are present).
+    values are present). ±Inf is invalid: an error naming the task.
 
     Args:
         name: output name.
@@ -322,7 +322,8 @@ class Binary(Task):
 
     Head: Dense(1, sigmoid) giving P(label = 1). Default loss: binary
     cross-entropy. Metrics: AUC and accuracy. Missing label: NaN or any
-    negative value (e.g. -1).
+    negative value (e.g. -1). Any other value (2, 0.5, +Inf) is invalid: an
+    error naming the task (`check_labels`).
 
     Example:
     >>> Binary("income").units

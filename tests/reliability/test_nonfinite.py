@@ -81,6 +81,8 @@ def test_skip_mode_skips_counts_and_logs():
         warnings.simplefilter("always")
         history = model.fit(_nan_feature(x, rows=(2,)), y, batch_size=8, epochs=2, verbose=0)
     assert history.history["nonfinite_skipped"] == [1.0, 1.0]
+    # The skipped batch is left out of the logged losses and metrics.
+    assert all(np.isfinite(v).all() for v in history.history.values())
     assert any("'age'" in str(w.message) and "Skipped" in str(w.message) for w in caught)
     # 4 batches per epoch, one skipped each time: 6 updates, finite weights.
     assert int(model.optimizer.iterations.numpy()) == 6
