@@ -26,14 +26,13 @@ only be seen in the data stream (tf.data, any execution mode, XLA):
 
 Example:
 >>> import keras, numpy as np
->>> from mtl_keras import Binary, builders
+>>> from mtl_keras import Binary, MultiTaskModel
 >>> inputs = {"a": keras.Input((), name="a"), "b": keras.Input((), name="b")}
->>> x = keras.layers.Concatenate()([keras.layers.Reshape((1,))(v) for v in inputs.values()])
->>> model = builders.shared_bottom(inputs, [Binary("y")], encoder=None,
-...                                trunk_units=(4,), tower_units=())  # doctest: +SKIP
->>> model.predict({"a": np.zeros(2), "c": np.zeros(2)})  # doctest: +SKIP
+>>> h = keras.layers.Concatenate()([keras.layers.Reshape((1,))(v) for v in inputs.values()])
+>>> model = MultiTaskModel(inputs, {"y": Binary("y").head(h)}, tasks=[Binary("y")])
+>>> model.predict({"a": np.zeros(2), "c": np.zeros(2)})  # doctest: +ELLIPSIS
 Traceback (most recent call last):
-FeatureError: ... expected features ['a', 'b'], got ['a', 'c'] ...
+mtl_keras.contracts.FeatureError: predict: features are matched by name; expected features ['a', 'b'], got ['a', 'c'] ...
 """
 
 from __future__ import annotations
