@@ -236,11 +236,15 @@ def _predict_arrays(model: Any, x: Any, batch_size: int) -> dict[str, np.ndarray
             for k, v in model.predict(x, batch_size=batch_size, verbose=0).items()
         }
     import keras
+    import tensorflow as tf
 
     parts: dict[str, list] = {}
     for start in range(0, rows, batch_size):
         rows_slice = slice(start, start + batch_size)
-        batch = keras.tree.map_structure(lambda v, s=rows_slice: v[s], x)
+        # All tensors: Keras refuses a call mixing tensors and arrays.
+        batch = keras.tree.map_structure(
+            lambda v, s=rows_slice: tf.convert_to_tensor(v[s]), x
+        )
         for k, v in _predict_eagerly(model, batch).items():
             parts.setdefault(k, []).append(v)
     return {k: np.concatenate(v) for k, v in parts.items()}
