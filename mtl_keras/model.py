@@ -354,8 +354,7 @@ class MultiTaskModel(keras.Model):
             "metrics": None
             if metrics is None
             else {
-                k: [keras.saving.serialize_keras_object(m) for m in v]
-                for k, v in metrics.items()
+                k: [keras.saving.serialize_keras_object(m) for m in v] for k, v in metrics.items()
             },
             "loss_weights": loss_weights,
             "on_nonfinite": on_nonfinite,
@@ -399,9 +398,7 @@ class MultiTaskModel(keras.Model):
     def _labels_by_task(self, y: Any, what: str = "y") -> dict[str, Any]:
         names = self.task_names
         if y is None:
-            raise ValueError(
-                f"MultiTaskModel needs labels: a dict keyed by task name ({names})."
-            )
+            raise ValueError(f"MultiTaskModel needs labels: a dict keyed by task name ({names}).")
         if isinstance(y, (list, tuple)):
             if len(y) != len(names):
                 raise ValueError(
@@ -413,8 +410,7 @@ class MultiTaskModel(keras.Model):
             if len(names) == 1:
                 return {names[0]: y}
             raise ValueError(
-                f"`{what}` must be a dict keyed by task name ({names}), got "
-                f"{type(y).__name__}."
+                f"`{what}` must be a dict keyed by task name ({names}), got {type(y).__name__}."
             )
         unknown = set(y) - set(names)
         if unknown:

@@ -338,7 +338,11 @@ class GradientAggregator(Weighting):
         return unflatten(direction * scale, shared_vars), weights
 
     def _shared_from_representation(
-        self, ctx: StepContext, losses: Any, objective: Any, shared_vars: list[Any],
+        self,
+        ctx: StepContext,
+        losses: Any,
+        objective: Any,
+        shared_vars: list[Any],
         loss_scale: Any,
     ) -> tuple[list[Any], Any]:
         """Aggregates the Jacobian w.r.t. the representation, then one VJP."""
