@@ -46,7 +46,6 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-from keras.src.utils.tracking import DotNotTrackScope
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ def string_labels_error(task: str, dtype: Any) -> LabelError:
 # ------------------------------------------------------------------ features
 def input_signature(model: Any) -> tuple[str, dict[str, Any]]:
     """(structure kind, ordered dict input name -> expected dtype) of a functional model."""
-    struct = model._inputs_struct
+    struct = model.input
     if isinstance(struct, Mapping):
         return "dict", {k: v.dtype for k, v in struct.items()}
     if isinstance(struct, (list, tuple)):
@@ -233,7 +232,7 @@ def prepare_features(model: Any, x: Any, where: str) -> tuple[Any, int | None]:
                     f"{where}: this model takes one numeric matrix; the DataFrame has "
                     f"non-numeric columns {[c for c in x.columns if x[c].dtype.kind not in 'biuf']}."
                 ) from err
-            width = model._inputs_struct.shape[-1]
+            width = model.input.shape[-1]
             if width is not None and matrix.shape[1] != width:
                 raise FeatureError(
                     f"{where}: the model's input has {width} features, the DataFrame "
@@ -527,9 +526,9 @@ class StepGuard:
             "grads": slice(2 * t + f, 2 * t + f + g),
             "skipped": slice(2 * t + f + g, 2 * t + f + g + 1),
         }
-        with DotNotTrackScope():
-            self.train_counts = VectorSum(2 * t + f + g + 1, name="contract_train")
-            self.test_counts = VectorSum(t, name="contract_test")
+        # Held by this plain object, so the model never tracks or saves them.
+        self.train_counts = VectorSum(2 * t + f + g + 1, name="contract_train")
+        self.test_counts = VectorSum(t, name="contract_test")
 
     # ---- in the step (tensors only)
     def _label_counts(self, model: Any, y: Any) -> Any:
