@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tensorflow as tf
-from aggregator_helpers import build
+from _support.aggregators import build
 from property_matrices import group
 
 from mtl_keras import weighting as w
