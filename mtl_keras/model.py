@@ -9,110 +9,15 @@ import tensorflow as tf
 from keras.src.trainers.data_adapters import data_adapter_utils
 from keras.src.utils.tracking import DotNotTrackScope
 
+from mtl_keras import graph
+from mtl_keras import representation as rep_lib
 from mtl_keras import weighting as weighting_lib
+from mtl_keras.representation import RepresentationError
 from mtl_keras.scalar_mean import ScalarMean
 from mtl_keras.tasks import Task, validate_tasks
-from mtl_keras.weighting.base import (
-    StepContext,
-    Weighting,
-    global_masked_mean,
-    missing_representation,
-)
+from mtl_keras.weighting.base import StepContext, Weighting, global_masked_mean
 
-
-def upstream_layers(tensors: list[Any], stop: frozenset = frozenset()) -> dict[int, Any]:
-    """id -> operation (layer) for every operation the functional `tensors`
-    depend on, their own producers included, not looking past the tensors
-    whose `_history_key` is in `stop`."""
-    seen: dict[int, Any] = {}
-    visited_nodes: set[int] = set()
-    stack = list(tensors)
-    while stack:
-        t = stack.pop()
-        key = _history_key(t)
-        if key is None or key in stop:
-            continue
-        op, node_index, _ = t._keras_history
-        node = op._inbound_nodes[node_index]
-        if id(node) in visited_nodes:
-            continue
-        visited_nodes.add(id(node))
-        seen[id(op)] = op
-        stack.extend(node.input_tensors)
-    return seen
-
-
-def upstream_operations(tensor: Any) -> set[int]:
-    """ids of the operations (layers) a functional tensor depends on, its own included."""
-    return set(upstream_layers([tensor]))
-
-
-def _history_key(tensor: Any) -> tuple[int, int, int] | None:
-    history = getattr(tensor, "_keras_history", None)
-    if history is None:
-        return None
-    op, node_index, tensor_index = history
-    return id(op), node_index, tensor_index
-
-
-class RepresentationError(ValueError):
-    """The declared shared representation is not a valid cut of the model."""
-
-
-def representation_tensors(
-    model: keras.Model, names: list[str], outputs: dict[str, Any]
-) -> list[Any]:
-    """The output tensors of the layers `names` in `model`'s graph, checked
-    to be a valid shared representation (see `mtl_keras.weighting.base`).
-
-    Raises `RepresentationError` when a layer is missing or called several
-    times, when one representation tensor is computed from another, or when
-    a trainable layer below the representation also reaches a task output
-    beside it (its rep_grad gradient would miss that path).
-    """
-    tensors: list[Any] = []
-    rep_nodes: list[Any] = []
-    nodes_of = {}
-    for depth_nodes in model._nodes_by_depth.values():
-        for node in depth_nodes:
-            if node.operation is not None:
-                nodes_of.setdefault(id(node.operation), []).append(node)
-    for name in names:
-        layer = next((op for op in model.operations if op.name == name), None)
-        if layer is None:
-            raise RepresentationError(
-                f"representation layer {name!r} is not a layer of the model; layers are "
-                f"{[op.name for op in model.operations]}."
-            )
-        nodes = nodes_of.get(id(layer), [])
-        if len(nodes) != 1:
-            raise RepresentationError(
-                f"representation layer {name!r} is called {len(nodes)} times in the model; "
-                "it must be called once."
-            )
-        rep_nodes.append(nodes[0])
-        tensors.extend(keras.tree.flatten(nodes[0].outputs))
-    keys = frozenset(_history_key(t) for t in tensors)
-    for node in rep_nodes:
-        below = upstream_layers(list(node.input_tensors))
-        for other in rep_nodes:
-            if id(other.operation) in below:
-                raise RepresentationError(
-                    f"representation tensor of layer {node.operation.name!r} is computed from "
-                    f"the representation layer {other.operation.name!r}; list only "
-                    "tensors that do not depend on each other."
-                )
-    below_rep = upstream_layers(tensors)
-    for task, out in outputs.items():
-        for op_id, op in upstream_layers([out], keys).items():
-            if op_id in below_rep and getattr(op, "trainable_weights", None):
-                raise RepresentationError(
-                    f"layer {op.name!r} feeds the representation {names} and also reaches "
-                    f"task {task!r} beside it; add its tensor that reaches {task!r} to the "
-                    "representation (read it through its own layer, e.g. "
-                    "mtl_keras.layers.RepresentationTap)."
-                )
-    return tensors
+__all__ = ["MultiTaskModel", "RepresentationError"]
 
 
 def _strings_to_tensors(data: Any) -> Any:
@@ -198,19 +103,15 @@ class MultiTaskModel(keras.Model):
         self._tasks = tasks
         self.weighting: Weighting | None = None
         self._task_variable_groups = self._variable_groups()
+        rep_names = rep_lib.layer_names(representation)
         if isinstance(representation, (list, tuple)):
-            representation = [str(n) for n in representation]
-        elif representation is not None and not isinstance(representation, str):
-            raise RepresentationError(
-                "`representation` must be a layer name or a list of layer names, got "
-                f"{representation!r}."
-            )
+            representation = rep_names
         self.representation = representation
         self._representation_model: keras.Model | None = None
         self._representation_tensors: list[Any] = []
-        if representation:
-            names = [representation] if isinstance(representation, str) else representation
-            self._representation_tensors = representation_tensors(self, names, outputs)
+        if rep_names:
+            cut = rep_lib.find_cut(self, rep_names, outputs)
+            self._representation_tensors = cut.raise_if_invalid()
 
     # ------------------------------------------------------------------ tasks
     @property
@@ -223,7 +124,7 @@ class MultiTaskModel(keras.Model):
 
     def _variable_groups(self) -> tuple[list[Any], list[list[Any]]]:
         """Splits layers into shared (used by >1 task) and task-specific."""
-        upstream = [upstream_operations(self._outputs_struct[n]) for n in self.task_names]
+        upstream = [graph.upstream_operations(self._outputs_struct[n]) for n in self.task_names]
         counts: dict[int, int] = {}
         for ids in upstream:
             for i in ids:
@@ -514,7 +415,7 @@ class MultiTaskModel(keras.Model):
         outputs, so the representation's tensors are recorded on the tape.
         """
         if not self._representation_tensors:
-            raise missing_representation(f"Weighting {type(self.weighting).__name__}")
+            raise rep_lib.missing(f"Weighting {type(self.weighting).__name__}")
         reps = self._representation_tensors
         if self._representation_model is None:
             outputs = [self._outputs_struct[n] for n in self.task_names] + reps

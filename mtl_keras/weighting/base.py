@@ -64,9 +64,9 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 
+from mtl_keras.representation import require
 from mtl_keras.tasks import Task
 from mtl_keras.weighting import _ops
-from mtl_keras.weighting.jacobian import as_tensor_list
 
 
 def _replica_context() -> Any:
@@ -142,23 +142,6 @@ class StepContext:
     scale_loss: Callable[[Any], Any]
     num_replicas: int = 1
     representation: Any = None
-
-
-def missing_representation(strategy: str) -> ValueError:
-    """The error for a strategy that needs a representation the model lacks."""
-    return ValueError(
-        f"{strategy} needs a model that declares its shared representation: build it "
-        "with `representation=<layer name or names>` (every builder declares it; "
-        "`split` only without a skip connection across the split), or use rep_grad=False."
-    )
-
-
-def require_representation(ctx: StepContext, strategy: str) -> list[Any]:
-    """`ctx.representation` as a list of tensors, or a clear error."""
-    reps = as_tensor_list(ctx.representation)
-    if not reps:
-        raise missing_representation(f"{strategy}(rep_grad=True)")
-    return reps
 
 
 class Weighting(keras.layers.Layer):
@@ -349,7 +332,7 @@ class GradientAggregator(Weighting):
             unpack_samples,
         )
 
-        reps = require_representation(ctx, type(self).__name__)
+        reps = require(ctx.representation, f"{type(self).__name__}(rep_grad=True)")
         num_tasks = losses.shape[0]
         local = pack_samples(representation_jacobian(ctx.tape, losses, reps), num_tasks)
         local = local / loss_scale

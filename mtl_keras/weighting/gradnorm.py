@@ -7,12 +7,12 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from mtl_keras.representation import require
 from mtl_keras.tasks import Task
 from mtl_keras.weighting.base import (
     LossWeighting,
     StepContext,
     replica_sum,
-    require_representation,
 )
 from mtl_keras.weighting.jacobian import pack_samples, representation_jacobian
 
@@ -184,7 +184,7 @@ class GradNorm(LossWeighting):
 
     def _representation_norms(self, ctx: StepContext, scaled: Any) -> Any:
         """`||grad_z L_i||` over the global batch's representation z."""
-        reps = require_representation(ctx, "GradNorm")
+        reps = require(ctx.representation, "GradNorm(rep_grad=True)")
         flat = pack_samples(representation_jacobian(ctx.tape, scaled, reps), self.num_tasks)
         # Each replica holds num_replicas x its block of the global gradient
         # (see `global_masked_mean`); the blocks tile the global batch.

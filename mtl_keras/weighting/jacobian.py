@@ -6,6 +6,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from mtl_keras.representation import as_tensor_list
+
 
 def flatten(tensors: list[Any]) -> Any:
     """Concatenates tensors into one float32 vector (None counts as zeros)."""
@@ -53,15 +55,6 @@ def _pfor_jacobian(tape: tf.GradientTape, task_losses: Any, variables: list[Any]
     return tf.concat(
         [tf.reshape(tf.cast(b, tf.float32), [num_tasks, -1]) for b in blocks], axis=1
     )
-
-
-def as_tensor_list(representation: Any) -> list[Any]:
-    """The representation as a list of tensors (one tensor, or a list)."""
-    if representation is None:
-        return []
-    if isinstance(representation, (list, tuple)):
-        return list(representation)
-    return [representation]
 
 
 def representation_jacobian(tape: tf.GradientTape, task_losses: Any, representation: Any) -> Any:
