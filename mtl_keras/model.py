@@ -15,7 +15,8 @@ from mtl_keras import weighting as weighting_lib
 from mtl_keras.representation import RepresentationError
 from mtl_keras.scalar_mean import ScalarMean
 from mtl_keras.tasks import Task, validate_tasks
-from mtl_keras.weighting.base import StepContext, Weighting, global_masked_mean
+from mtl_keras.weighting.base import StepContext, Weighting
+from mtl_keras.weighting.replicas import global_masked_mean
 
 __all__ = ["MultiTaskModel", "RepresentationError"]
 
@@ -224,6 +225,7 @@ class MultiTaskModel(keras.Model):
             )
         if not strategy.built:
             strategy.build_for_tasks(self._effective_tasks)
+        strategy.jacobian_source = strategy.select_source(bool(self._representation_tensors))
 
         super().compile(optimizer=optimizer, **kwargs)
         with DotNotTrackScope():
@@ -312,6 +314,16 @@ class MultiTaskModel(keras.Model):
             )
         return y
 
+    def task_losses(self, y: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        """The float32 `(num_tasks,)` losses training optimises: per task, the
+        mean over its labelled rows (or tokens) of `y`, for predictions
+        `y_pred` (a dict keyed by task name).
+
+        Example:
+        >>> # losses = model.task_losses(y, model(x)); losses.shape == (len(model.tasks),)
+        """
+        return self._task_losses(y, y_pred, sample_weight)[0]
+
     def _task_losses(
         self, y: Any, y_pred: Any, sample_weight: Any
     ) -> tuple[Any, list[tuple[Any, Any, Any]]]:
@@ -380,9 +392,7 @@ class MultiTaskModel(keras.Model):
         strategy = self.weighting
         with tf.GradientTape(persistent=strategy.needs_persistent_tape) as tape:
             representation = None
-            if strategy.needs_representation or (
-                strategy.uses_representation and self._representation_tensors
-            ):
+            if strategy.needs_representation:
                 y_pred, representation = self._call_with_representation(x)
             else:
                 y_pred = self(x, training=True)

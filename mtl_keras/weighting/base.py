@@ -64,49 +64,18 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 
-from mtl_keras.representation import require
 from mtl_keras.tasks import Task
 from mtl_keras.weighting import _ops
-
-
-def _replica_context() -> Any:
-    """The replica context when several replicas run in sync, else None."""
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync <= 1:
-        return None
-    return ctx
-
-
-def replica_sum(value: Any) -> Any:
-    """Sum of `value` over the replicas in sync (identity on one replica).
-
-    Not differentiated through: callers use it on gradients/Jacobians or
-    under `stop_gradient`.
-    """
-    ctx = _replica_context()
-    if ctx is None:
-        return value
-    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(value))
-
-
-def global_masked_mean(total: Any, count: Any) -> Any:
-    """`total / count` summed over the replicas, with a per-replica gradient.
-
-    `total` is this replica's sum of masked losses and `count` its number of
-    labelled elements. The value is the global-batch mean on every replica;
-    the gradient is `num_replicas * d(total) / global_count`, so that after
-    the strategies' division by `num_replicas` and the optimizer's sum over
-    replicas the update equals the single-device one (see module docstring).
-    """
-    ctx = _replica_context()
-    if ctx is None:
-        return tf.math.divide_no_nan(total, count)
-    global_total, global_count = tf.unstack(
-        ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(tf.stack([total, count])))
-    )
-    local = float(ctx.num_replicas_in_sync) * tf.math.divide_no_nan(total, global_count)
-    value = tf.math.divide_no_nan(global_total, global_count)
-    return local + tf.stop_gradient(value - local)
+from mtl_keras.weighting.jacobian import (
+    ChainRuleJacobian,
+    JacobianSource,
+    ParameterJacobian,
+    RepresentationJacobian,
+    fill_none,
+    scaled_losses,
+)
+from mtl_keras.weighting.replicas import global_masked_mean as global_masked_mean
+from mtl_keras.weighting.replicas import replica_sum as replica_sum
 
 
 @dataclasses.dataclass
@@ -153,15 +122,30 @@ class Weighting(keras.layers.Layer):
 
     #: whether `MultiTaskModel` must record the step on a persistent tape
     needs_persistent_tape: bool = False
-    #: whether `MultiTaskModel` must pass the shared representation
-    needs_representation: bool = False
-    #: whether the strategy uses the representation when the model has one
-    #: (aggregators: the parameter Jacobian by the chain rule through it)
-    uses_representation: bool = False
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.task_names: list[str] = []
+        #: set by `MultiTaskModel.compile` (`select_source`)
+        self.jacobian_source: JacobianSource | None = None
+
+    def select_source(self, has_representation: bool) -> JacobianSource | None:
+        """The `JacobianSource` this strategy differentiates with, for a model
+        with or without a declared representation (None: one backward pass)."""
+        return None
+
+    def source_for(self, ctx: StepContext) -> JacobianSource:
+        """The compiled source, or one chosen from `ctx` (direct use without a model)."""
+        source = self.jacobian_source or self.select_source(ctx.representation is not None)
+        if source is None:
+            raise ValueError(f"{type(self).__name__} differentiates with no Jacobian source.")
+        return source
+
+    @property
+    def needs_representation(self) -> bool:
+        """Whether the step must record the model's representation on the tape."""
+        source = self.jacobian_source
+        return source is not None and source.needs_representation
 
     def build_for_tasks(self, tasks: list[Task]) -> None:
         """Creates the strategy's state for these tasks."""
@@ -260,7 +244,6 @@ class GradientAggregator(Weighting):
     """
 
     needs_persistent_tape = True
-    uses_representation = True
     #: whether the direction is a combination `w @ J` of the task gradients
     #: given by `combination` (then `w` is logged as the task weights);
     #: aggregators that are not (GradDrop) override `aggregate` instead.
@@ -269,10 +252,6 @@ class GradientAggregator(Weighting):
     def __init__(self, rep_grad: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rep_grad = bool(rep_grad)
-
-    @property
-    def needs_representation(self) -> bool:  # type: ignore[override]
-        return self.rep_grad
 
     def aggregate(self, jacobian: Any) -> Any:
         """The update direction `(num_params,)` for a `(num_tasks, num_params)` Jacobian."""
@@ -305,99 +284,39 @@ class GradientAggregator(Weighting):
         ridge = 1e-8 * (tf.linalg.trace(gram) + 1.0)
         return tf.linalg.solve(gram + ridge * eye, rhs[:, None])[:, 0]
 
-    def _shared_from_parameters(
-        self, ctx: StepContext, losses: Any, shared_vars: list[Any], loss_scale: Any
-    ) -> tuple[list[Any], Any]:
-        """Aggregates the (global) parameter Jacobian of the shared variables."""
-        from mtl_keras.weighting.jacobian import task_jacobian, unflatten
-
-        # Rows are this replica's share; their sum over replicas is the
-        # global Jacobian, so every replica aggregates the same matrix.
-        local = task_jacobian(ctx.tape, losses, shared_vars, representation=ctx.representation)
-        jac = replica_sum(local) / loss_scale
-        direction, weights = self.direction_and_weights(jac)
-        # The optimizer sums the replicas' (identical) directions.
-        scale = loss_scale / float(ctx.num_replicas)
-        return unflatten(direction * scale, shared_vars), weights
-
-    def _shared_from_representation(
-        self, ctx: StepContext, losses: Any, objective: Any, shared_vars: list[Any],
-        loss_scale: Any,
-    ) -> tuple[list[Any], Any]:
-        """Aggregates the Jacobian w.r.t. the representation, then one VJP."""
-        from mtl_keras.weighting.jacobian import (
-            fill_none,
-            pack_samples,
-            representation_jacobian,
-            unpack_samples,
-        )
-
-        reps = require(ctx.representation, f"{type(self).__name__}(rep_grad=True)")
-        num_tasks = losses.shape[0]
-        local = pack_samples(representation_jacobian(ctx.tape, losses, reps), num_tasks)
-        local = local / loss_scale
-        jac, offset = local, None
-        replica = _replica_context()
-        if replica is not None:
-            # The global batch's matrix is the replicas' blocks side by side
-            # (MirroredStrategy splits the batch in order).
-            gathered = replica.all_gather(tf.stop_gradient(local), axis=1)
-            jac = tf.reshape(gathered, [num_tasks, -1])  # keep T static
-            size = tf.shape(local)[1]
-            offset = tf.cast(replica.replica_id_in_sync_group, tf.int32) * size
-        direction, weights = self.direction_and_weights(jac)
-        if offset is not None:
-            direction = direction[offset : offset + tf.shape(local)[1]]
-        upstream = unpack_samples(direction * loss_scale, reps)
-        # Each replica pulls back its own block; the optimizer's sum over
-        # replicas then gives the global-batch VJP.
-        grads = ctx.tape.gradient(reps, shared_vars, output_gradients=upstream)
-        missing = [i for i, g in enumerate(grads) if g is None]
-        if missing:
-            # Shared parameters after the representation (or beside it).
-            rest = [shared_vars[i] for i in missing]
-            plain = fill_none(ctx.tape.gradient(objective, rest), rest)
-            for i, g in zip(missing, plain):
-                grads[i] = g
-        return list(grads), weights
+    def select_source(self, has_representation: bool) -> JacobianSource:
+        if self.rep_grad:
+            return RepresentationJacobian(f"{type(self).__name__}(rep_grad=True)")
+        return ChainRuleJacobian() if has_representation else ParameterJacobian()
 
     def compute_gradients(self, ctx: StepContext) -> tuple[list[Any], Any]:
-        from mtl_keras.weighting.jacobian import fill_none
-
+        source = self.source_for(ctx)
+        losses = scaled_losses(ctx)
         with ctx.tape:  # record the scaling so the tape can differentiate it
-            losses = ctx.scale_loss(ctx.task_losses / ctx.num_replicas)
+            objective = tf.reduce_sum(losses)
             reg = None
             if ctx.regularization_loss is not None:
                 reg = ctx.scale_loss(ctx.regularization_loss / ctx.num_replicas)
-            objective = tf.reduce_sum(losses) + (reg if reg is not None else 0.0)
-        # The optimizer un-scales what we return, so aggregate the true
-        # Jacobian and hand back the direction times the loss scale.
-        loss_scale = tf.cast(ctx.scale_loss(tf.constant(1.0)), tf.float32)
         grads: list[Any] = [None] * len(ctx.variables)
         weights = tf.ones_like(ctx.task_losses)
-        if ctx.shared:
-            shared_vars = [ctx.variables[i] for i in ctx.shared]
-            if self.rep_grad:
-                shared_grads, weights = self._shared_from_representation(
-                    ctx, losses, objective, shared_vars, loss_scale
-                )
-            else:
-                shared_grads, weights = self._shared_from_parameters(
-                    ctx, losses, shared_vars, loss_scale
-                )
-            for i, g in zip(ctx.shared, shared_grads):
+        shared_vars = [ctx.variables[i] for i in ctx.shared]
+        if shared_vars:
+            direction, weights = self.direction_and_weights(source.matrix(ctx, shared_vars))
+            for i, g in zip(ctx.shared, source.pull_back(ctx, direction, shared_vars)):
                 grads[i] = g
         shared = set(ctx.shared)
         others = [i for i in range(len(ctx.variables)) if i not in shared]
         if others:
             # Task-specific parameters only see their own task's loss, so the
             # gradient of the plain sum gives each its own task's gradient.
+            if reg is not None:
+                with ctx.tape:
+                    objective = objective + reg
             own = ctx.tape.gradient(objective, [ctx.variables[i] for i in others])
             for i, g in zip(others, own):
                 grads[i] = g
-        if reg is not None and ctx.shared:
+        if reg is not None and shared_vars:
             # Regularization of shared parameters is added after aggregation.
-            shared_vars = [ctx.variables[i] for i in ctx.shared]
             reg_grads = fill_none(ctx.tape.gradient(reg, shared_vars), shared_vars)
             for i, r in zip(ctx.shared, reg_grads):
                 grads[i] = grads[i] + tf.cast(r, grads[i].dtype)
