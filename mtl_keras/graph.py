@@ -111,3 +111,18 @@ def replay_nodes(graph: keras.Model, tensors: dict[int, Any], op_for: Callable[[
             outputs = op(*args, **kwargs)
             for ref, new in zip(node.outputs, keras.tree.flatten(outputs)):
                 tensors[id(ref)] = new
+
+
+def untracked() -> Any:
+    """A context in which attributes set on a Keras layer/model are not
+    auto-tracked (helper objects that share the model's layers or that a
+    later `compile` replaces)."""
+    from keras.src.utils.tracking import DotNotTrackScope
+
+    return DotNotTrackScope()
+
+
+def untrack(owner: keras.layers.Layer, value: Any) -> None:
+    """Stops `owner` tracking `value` (a sub-layer it no longer uses), so its
+    variables leave `owner.trainable_variables` and its saved state."""
+    owner._tracker.untrack(value)

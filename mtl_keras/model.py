@@ -6,8 +6,6 @@ from typing import Any
 
 import keras
 import tensorflow as tf
-from keras.src.trainers.data_adapters import data_adapter_utils
-from keras.src.utils.tracking import DotNotTrackScope
 
 from mtl_keras import graph
 from mtl_keras import representation as rep_lib
@@ -15,8 +13,8 @@ from mtl_keras import weighting as weighting_lib
 from mtl_keras.representation import RepresentationError
 from mtl_keras.scalar_mean import ScalarMean
 from mtl_keras.tasks import Task, validate_tasks
-from mtl_keras.weighting.base import StepContext, Weighting
-from mtl_keras.weighting.replicas import global_masked_mean
+from mtl_keras.weighting.base import GradientAggregator, StepContext, Weighting
+from mtl_keras.weighting.replicas import global_masked_mean, replica_sum
 
 __all__ = ["MultiTaskModel", "RepresentationError"]
 
@@ -36,6 +34,14 @@ def _strings_to_tensors(data: Any) -> Any:
     return data
 
 
+class _WeightingEpochEnd(keras.callbacks.Callback):
+    """Drives `Weighting.on_epoch_end` from `fit` (DWA's epoch boundary)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.model.weighting is not None:
+            self.model.weighting.on_epoch_end(epoch, logs)
+
+
 @keras.saving.register_keras_serializable(package="mtl_keras")
 class MultiTaskModel(keras.Model):
     """A functional model with one named output per task.
@@ -48,7 +54,14 @@ class MultiTaskModel(keras.Model):
     labelled for that task only (mean over labelled rows; see
     `mtl_keras.tasks` for how a missing label is marked) and lets the
     weighting strategy turn task losses into gradients. Logged per task:
-    `<task>_loss`, `<task>_weight` and `<task>_<metric>`.
+    `<task>_loss`, `<task>_<metric>` and, in training only, `<task>_weight`.
+    A task with no labelled row in a logging period (a batch, an epoch, a
+    whole `evaluate`) logs NaN for its loss and metrics: "no data", not
+    0.0 ("perfect"); Keras's `History`, progress bar and callbacks see NaN
+    and `EarlyStopping`/`ModelCheckpoint` skip it as no improvement.
+    `loss` is the strategy's weighted sum of the task losses; for gradient
+    aggregators, which follow a direction rather than a scalar objective,
+    it is the plain sum of the task losses in both training and validation.
 
     Args:
         inputs: functional inputs (a tensor, list or dict).
@@ -125,7 +138,7 @@ class MultiTaskModel(keras.Model):
 
     def _variable_groups(self) -> tuple[list[Any], list[list[Any]]]:
         """Splits layers into shared (used by >1 task) and task-specific."""
-        upstream = [graph.upstream_operations(self._outputs_struct[n]) for n in self.task_names]
+        upstream = [graph.upstream_operations(self.output[n]) for n in self.task_names]
         counts: dict[int, int] = {}
         for ids in upstream:
             for i in ids:
@@ -218,6 +231,15 @@ class MultiTaskModel(keras.Model):
             self._effective_tasks.append(type(task).from_config(config))
 
         strategy = weighting_lib.get(weighting)
+        priors = [float(t.weight) for t in self._effective_tasks]
+        if not strategy.applies_priors and any(p != 1.0 for p in priors):
+            weighted = {t.name: t.weight for t in self._effective_tasks if t.weight != 1.0}
+            raise ValueError(
+                f"Weighting {type(strategy).__name__} does not apply static task weights, "
+                f"but tasks have weights {weighted} (task spec `weight` or "
+                "`compile(loss_weights=...)`); drop them or use a strategy that applies "
+                "them (static, uncertainty, dwa, rlw, imtl_l)."
+            )
         if strategy.built and strategy.task_names != names:
             raise ValueError(
                 f"This weighting instance was built for tasks {strategy.task_names}, "
@@ -228,13 +250,18 @@ class MultiTaskModel(keras.Model):
         strategy.jacobian_source = strategy.select_source(bool(self._representation_tensors))
 
         super().compile(optimizer=optimizer, **kwargs)
-        with DotNotTrackScope():
+        with graph.untracked():
             self._loss_tracker = ScalarMean(name="loss")
+        old = getattr(self, "weighting", None)
+        if old is not None and old is not strategy:
+            # Recompiling: the old strategy's variables must leave the model
+            # (optimizer slots, `.keras` files).
+            graph.untrack(self, old)
         self.weighting = strategy
-        self._task_loss_fns = [t.loss_fn() for t in self._effective_tasks]
+        self._priors = tf.constant(priors, tf.float32)
         # Not auto-tracked, so that a second compile replaces (rather than
         # adds to) the per-task metrics; exposed through `metrics`.
-        with DotNotTrackScope():
+        with graph.untracked():
             self._task_metrics = [t.build_metrics() for t in self._effective_tasks]
             self._task_loss_trackers = [ScalarMean(name=f"{n}_loss") for n in names]
             self._task_weight_trackers = [ScalarMean(name=f"{n}_weight") for n in names]
@@ -257,7 +284,7 @@ class MultiTaskModel(keras.Model):
     @property
     def metrics(self) -> list[Any]:
         metrics = list(super().metrics)
-        if getattr(self, "_task_loss_trackers", None):
+        if getattr(self, "_task_loss_trackers", None) is not None:
             for t in range(len(self._task_loss_trackers)):
                 metrics.append(self._task_loss_trackers[t])
                 metrics.append(self._task_weight_trackers[t])
@@ -337,7 +364,7 @@ class MultiTaskModel(keras.Model):
                 else {n: sample_weight for n in self.task_names}
             )
         losses, prepared = [], []
-        for task, loss_fn in zip(self._effective_tasks, self._task_loss_fns):
+        for task in self._effective_tasks:
             pred = y_pred[task.name]
             if task.name not in labels:
                 # A task absent from this data set: every row is unlabelled.
@@ -357,9 +384,7 @@ class MultiTaskModel(keras.Model):
                     # Per-row weights broadcast over the mask's other dims.
                     w = tf.reshape(w, [-1] + [1] * (mask_rank - 1))
                 mask = mask * w
-            values = tf.cast(loss_fn(y_safe, tf.cast(pred, tf.float32)), tf.float32)
-            while values.shape.rank > mask_rank:
-                values = tf.reduce_mean(values, axis=-1)
+            values = task.per_sample_loss(y_safe, pred)
             # Mean over labelled elements: masked ones neither add loss nor count.
             denom = tf.reduce_sum(mask)
             loss = global_masked_mean(tf.reduce_sum(values * mask), denom)
@@ -367,20 +392,47 @@ class MultiTaskModel(keras.Model):
             prepared.append((y_safe, pred, mask))
         return tf.stack(losses), prepared
 
-    def _update_metrics(self, task_losses: Any, weights: Any, prepared: list, total: Any) -> dict:
+    @staticmethod
+    def labelled_counts(prepared: list[tuple[Any, Any, Any]]) -> Any:
+        """Labelled rows (or tokens) per task in the global batch, float32 (num_tasks,)."""
+        counts = tf.stack([tf.reduce_sum(tf.cast(mask > 0, tf.float32)) for _, _, mask in prepared])
+        return replica_sum(counts)
+
+    def _update_metrics(
+        self, task_losses: Any, prepared: list, total: Any, labelled: Any, weights: Any = None
+    ) -> dict:
         self._loss_tracker.update_state(total)
         for t, (y_safe, pred, mask) in enumerate(prepared):
-            labelled = tf.reduce_sum(mask)
             # A batch without labels for a task says nothing about its loss.
             self._task_loss_trackers[t].update_state(
-                task_losses[t], sample_weight=tf.minimum(labelled, 1.0)
+                task_losses[t], sample_weight=tf.minimum(labelled[t], 1.0)
             )
-            self._task_weight_trackers[t].update_state(weights[t])
+            if weights is not None:
+                self._task_weight_trackers[t].update_state(weights[t])
             if y_safe is None:
                 continue
             for metric in self._task_metrics[t]:
                 metric.update_state(y_safe, pred, sample_weight=mask)
-        return self.get_metrics_result()
+        logs = self.get_metrics_result()
+        if weights is None:  # evaluation: weights are a training quantity
+            weight_keys = {m.name for m in self._task_weight_trackers}
+            logs = {k: v for k, v in logs.items() if k not in weight_keys}
+        return logs
+
+    def get_metrics_result(self) -> dict[str, Any]:
+        """Keras's metric results, with NaN for the loss and metrics of a task
+        that had no labelled row since the last reset (instead of 0.0)."""
+        logs = super().get_metrics_result()
+        if getattr(self, "_task_loss_trackers", None) is None:
+            return logs
+        for t, tracker in enumerate(self._task_loss_trackers):
+            seen = tracker.count > 0
+            for metric in [tracker, *self._task_metrics[t]]:
+                if metric.name not in logs:
+                    continue
+                value = tf.where(seen, tf.cast(logs[metric.name], tf.float32), float("nan"))
+                logs[metric.name] = float(value) if tf.executing_eagerly() else value
+        return logs
 
     def _regularization_loss(self) -> Any:
         if not self.losses:
@@ -388,7 +440,7 @@ class MultiTaskModel(keras.Model):
         return tf.add_n([tf.cast(loss, tf.float32) for loss in self.losses])
 
     def train_step(self, data: Any) -> dict[str, Any]:
-        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         strategy = self.weighting
         with tf.GradientTape(persistent=strategy.needs_persistent_tape) as tape:
             representation = None
@@ -398,8 +450,9 @@ class MultiTaskModel(keras.Model):
                 y_pred = self(x, training=True)
             task_losses, prepared = self._task_losses(y, y_pred, sample_weight)
             regularization = self._regularization_loss()
+        labelled = self.labelled_counts(prepared)
         variables = self.trainable_variables
-        shared, per_task, own = self._groups_cache()
+        shared, per_task, own = self.variable_groups()  # Python-side, once per trace
         ctx = StepContext(
             tape=tape,
             task_losses=task_losses,
@@ -411,12 +464,22 @@ class MultiTaskModel(keras.Model):
             scale_loss=self.optimizer.scale_loss,
             num_replicas=tf.distribute.get_strategy().num_replicas_in_sync,
             representation=representation,
+            priors=self._priors,
+            labelled=labelled,
         )
         grads, weights = strategy.compute_gradients(ctx)
         del tape
         self.optimizer.apply(grads, variables)
-        total = tf.reduce_sum(weights * task_losses)
-        return self._update_metrics(task_losses, weights, prepared, total)
+        return self._update_metrics(
+            task_losses, prepared, self._logged_loss(task_losses, weights), labelled, weights
+        )
+
+    def _logged_loss(self, task_losses: Any, weights: Any) -> Any:
+        # An aggregator's direction has no scalar objective: log the plain
+        # sum, as its validation does, so `loss` and `val_loss` compare.
+        if isinstance(self.weighting, GradientAggregator):
+            return tf.reduce_sum(task_losses)
+        return tf.reduce_sum(weights * task_losses)
 
     def _call_with_representation(self, x: Any) -> tuple[dict[str, Any], list[Any]]:
         """Forward pass that also returns the representation's tensors.
@@ -428,30 +491,33 @@ class MultiTaskModel(keras.Model):
             raise rep_lib.missing(f"Weighting {type(self.weighting).__name__}")
         reps = self._representation_tensors
         if self._representation_model is None:
-            outputs = [self._outputs_struct[n] for n in self.task_names] + reps
+            outputs = [self.output[n] for n in self.task_names] + reps
             # Untracked: it shares this model's layers, not a sub-model.
-            with DotNotTrackScope():
-                self._representation_model = keras.Model(self._inputs_struct, outputs)
+            with graph.untracked():
+                self._representation_model = keras.Model(self.input, outputs)
         outs = self._representation_model(x, training=True)
         num_tasks = len(self.task_names)
         return dict(zip(self.task_names, outs[:num_tasks])), list(outs[num_tasks:])
 
-    def _groups_cache(self) -> tuple[list[int], list[list[int]], list[int]]:
-        # Python-side, computed once per trace.
-        return self.variable_groups()
-
     def test_step(self, data: Any) -> dict[str, Any]:
-        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y_pred = self(x, training=False)
         task_losses, prepared = self._task_losses(y, y_pred, sample_weight)
-        _, weights = self.weighting.combine(task_losses, training=False)
-        total = tf.reduce_sum(weights * task_losses)
-        return self._update_metrics(task_losses, weights, prepared, total)
+        labelled = self.labelled_counts(prepared)
+        _, weights = self.weighting.combine(
+            task_losses, training=False, priors=self._priors, labelled=labelled
+        )
+        return self._update_metrics(
+            task_losses, prepared, self._logged_loss(task_losses, weights), labelled
+        )
 
     # ------------------------------------------------- raw string features
     def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("validation_data") is not None:
             kwargs["validation_data"] = _strings_to_tensors(kwargs["validation_data"])
+        # The strategy's epoch hook runs first, so that the user's callbacks
+        # (BackupAndRestore, checkpoints) save the closed epoch.
+        kwargs["callbacks"] = [_WeightingEpochEnd(), *(kwargs.get("callbacks") or [])]
         return super().fit(_strings_to_tensors(x), y, *args, **kwargs)
 
     def evaluate(self, x: Any = None, *args: Any, **kwargs: Any) -> Any:

@@ -9,14 +9,28 @@ computes one loss per task (mean over labelled rows), packs everything into a
 Two families implement `compute_gradients`:
 
 - `LossWeighting` (one backward pass): a subclass implements
-  `combine(task_losses, training) -> (total, weights)`; the base
-  differentiates `total + regularization` once.
-- `GradientAggregator`: a subclass implements `aggregate(jacobian) ->
-  direction` on the `(num_tasks, num_shared_params)` Jacobian of the task
-  losses w.r.t. the shared parameters; task-specific parameters get their
-  own task's gradient.
+  `combine(task_losses, training, priors, labelled) -> (total, weights)`;
+  the base differentiates `total + regularization` once.
+- `GradientAggregator`: a subclass implements `combination(jacobian) ->
+  weights` (or `aggregate(jacobian) -> direction`) on the
+  `(num_tasks, n)` Jacobian of the task losses; the Jacobian comes from the
+  `JacobianSource` chosen at compile (`select_source`: parameters, chain
+  rule through the representation, or the representation itself with
+  `rep_grad`), which also pulls the direction back to the shared
+  parameters and handles replicas and loss scaling. Task-specific
+  parameters get their own task's gradient.
 
-Both are Keras layers so that their state lives in Keras variables: it is
+What a strategy knows about the step is explicit in `StepContext`: `priors`
+(the static task weights: spec `weight` or `compile(loss_weights=...)`)
+and `labelled` (labelled rows per task in the global batch). A strategy
+declares `applies_priors`; `compile` refuses non-default static weights for
+one that does not (FAMO, GeometricMean, GradNorm, every aggregator). A task
+without labelled rows in a step must leave the strategy's state as it was
+(its loss is 0 and gets no gradient; Uncertainty and IMTL-L drop its term,
+DWA, FAMO, GradNorm and GeometricMean leave it out). Per-epoch state gets
+`on_epoch_end`, driven by `MultiTaskModel.fit`.
+
+All are Keras layers so that their state lives in Keras variables: it is
 checkpointed, saved in `.keras` files and placed by `tf.distribute`.
 
 Shared representation (`rep_grad`). A model may name the layer(s) whose
@@ -99,6 +113,10 @@ class StepContext:
         representation: optional list of the shared representation's
             tensors recorded on the tape (for representation-gradient
             aggregation; see the module docstring).
+        priors: float32 (num_tasks,) static task weights (spec `weight` or
+            `compile(loss_weights=...)`); None means the tasks' own.
+        labelled: float32 (num_tasks,) number of labelled rows (or tokens)
+            per task in the global batch; None means unknown.
     """
 
     tape: tf.GradientTape
@@ -111,6 +129,8 @@ class StepContext:
     scale_loss: Callable[[Any], Any]
     num_replicas: int = 1
     representation: Any = None
+    priors: Any = None
+    labelled: Any = None
 
 
 class Weighting(keras.layers.Layer):
@@ -122,6 +142,10 @@ class Weighting(keras.layers.Layer):
 
     #: whether `MultiTaskModel` must record the step on a persistent tape
     needs_persistent_tape: bool = False
+    #: whether the strategy multiplies each task's loss by its static weight
+    #: (`Task.weight` / `compile(loss_weights=...)`); `compile` refuses
+    #: non-default static weights for a strategy that does not
+    applies_priors: bool = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -150,6 +174,7 @@ class Weighting(keras.layers.Layer):
     def build_for_tasks(self, tasks: list[Task]) -> None:
         """Creates the strategy's state for these tasks."""
         self.task_names = [t.name for t in tasks]
+        self.default_priors = [float(t.weight) for t in tasks]
         self.build_state(tasks)
         self.built = True
 
@@ -183,18 +208,44 @@ class Weighting(keras.layers.Layer):
     def num_tasks(self) -> int:
         return len(self.task_names)
 
-    def combine(self, task_losses: Any, training: bool = False) -> tuple[Any, Any]:
+    def prior_weights(self, priors: Any = None) -> Any:
+        """The static task weights as float32 (num_tasks,): `priors` (the
+        step's, see `StepContext.priors`) or the tasks' own."""
+        if priors is None:
+            priors = getattr(self, "default_priors", None) or [1.0] * self.num_tasks
+        return tf.cast(tf.convert_to_tensor(priors), tf.float32)
+
+    @staticmethod
+    def labelled_mask(task_losses: Any, labelled: Any = None) -> Any:
+        """1.0 for tasks with a labelled row in the step, else 0.0.
+
+        `labelled` is the model's count (`StepContext.labelled`). Without it
+        (a strategy used outside `MultiTaskModel`), a zero loss is taken to
+        mean "no labelled row".
+        """
+        if labelled is None:
+            return tf.cast(tf.cast(task_losses, tf.float32) > 0, tf.float32)
+        return tf.cast(tf.convert_to_tensor(labelled) > 0, tf.float32)
+
+    def combine(
+        self, task_losses: Any, training: bool = False, priors: Any = None, labelled: Any = None
+    ) -> tuple[Any, Any]:
         """Returns (scalar objective, per-task weights (num_tasks,)).
 
         Used by `test_step` to report a comparable `loss` and by loss
         weighting strategies as the training objective. Must not change state
-        when `training` is False.
+        when `training` is False. `priors` and `labelled` are the step's (see
+        `StepContext`); None: the tasks' own weights, labels unknown.
         """
         raise NotImplementedError
 
     def compute_gradients(self, ctx: StepContext) -> tuple[list[Any], Any]:
         """Returns (gradients aligned with `ctx.variables`, weights)."""
         raise NotImplementedError
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Called by `MultiTaskModel.fit` at the end of every training epoch
+        (before the user's callbacks); override for per-epoch state (DWA)."""
 
     def call(self, task_losses: Any) -> Any:
         return self.combine(task_losses, training=False)[0]
@@ -207,7 +258,9 @@ class LossWeighting(Weighting):
         # Re-enter the tape so that the combination (and any trainable state
         # in it, e.g. log-variances) is differentiated too.
         with ctx.tape:
-            total, weights = self.combine(ctx.task_losses, training=True)
+            total, weights = self.combine(
+                ctx.task_losses, training=True, priors=ctx.priors, labelled=ctx.labelled
+            )
             if ctx.regularization_loss is not None:
                 total = total + ctx.regularization_loss
             loss = ctx.scale_loss(total / ctx.num_replicas)
@@ -244,6 +297,8 @@ class GradientAggregator(Weighting):
     """
 
     needs_persistent_tape = True
+    #: the direction is the aggregator's, whatever the static task weights
+    applies_priors = False
     #: whether the direction is a combination `w @ J` of the task gradients
     #: given by `combination` (then `w` is logged as the task weights);
     #: aggregators that are not (GradDrop) override `aggregate` instead.
@@ -271,7 +326,9 @@ class GradientAggregator(Weighting):
         direction = self.aggregate(jacobian)
         return direction, self.effective_weights(jacobian, direction)
 
-    def combine(self, task_losses: Any, training: bool = False) -> tuple[Any, Any]:
+    def combine(
+        self, task_losses: Any, training: bool = False, priors: Any = None, labelled: Any = None
+    ) -> tuple[Any, Any]:
         weights = tf.ones_like(task_losses)
         return tf.reduce_sum(task_losses), weights
 

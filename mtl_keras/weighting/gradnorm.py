@@ -42,8 +42,9 @@ class GradNorm(LossWeighting):
     last shared Dense/Conv layer, falling back to the last shared variable;
     the paper uses the last shared layer's weights. Tasks with a zero loss in
     a batch (no labelled row) get no weight gradient and are left out of the
-    means. Static task weights (spec `weight`) do not apply: GradNorm learns
-    the weights. Costs one extra backward pass per task (from its loss down
+    means (the model's labelled-row count decides). Static task weights (spec
+    `weight`, `loss_weights`) do not apply: GradNorm learns the weights, so
+    `compile` refuses them. Costs one extra backward pass per task (from its loss down
     to `W` only), hence a persistent tape. As the model's optimizer updates
     the weights, its learning rate applies; with a weight-decaying optimizer
     exclude them, e.g. `AdamW(...).exclude_from_weight_decay(
@@ -68,6 +69,7 @@ class GradNorm(LossWeighting):
     """
 
     needs_persistent_tape = True
+    applies_priors = False
 
     def __init__(
         self, alpha: float = 1.5, min_weight: float = 1e-3, rep_grad: bool = False,
@@ -93,7 +95,9 @@ class GradNorm(LossWeighting):
         w = tf.maximum(tf.convert_to_tensor(self.task_weights), self.min_weight)
         return float(self.num_tasks) * w / tf.reduce_sum(w)
 
-    def combine(self, task_losses: Any, training: bool = False) -> tuple[Any, Any]:
+    def combine(
+        self, task_losses: Any, training: bool = False, priors: Any = None, labelled: Any = None
+    ) -> tuple[Any, Any]:
         weights = tf.stop_gradient(self.normalized_weights())
         return tf.reduce_sum(weights * task_losses), weights
 
@@ -112,10 +116,13 @@ class GradNorm(LossWeighting):
         kernels = [i for i in ctx.shared if len(ctx.variables[i].shape) >= 2]
         return [kernels[-1] if kernels else ctx.shared[-1]]
 
-    def weight_gradient(self, weights: Any, grad_norms: Any, task_losses: Any) -> Any:
-        """`dL_grad / dw` given normalised weights and `||grad_W L_i||`."""
+    def weight_gradient(
+        self, weights: Any, grad_norms: Any, task_losses: Any, labelled: Any = None
+    ) -> Any:
+        """`dL_grad / dw` given normalised weights and `||grad_W L_i||`; tasks
+        without labelled rows (`labelled`, see `StepContext`) are left out."""
         losses = tf.cast(task_losses, tf.float32)
-        present = tf.cast(losses > 0, tf.float32)
+        present = self.labelled_mask(losses, labelled)
         count = tf.reduce_sum(present)
         initial = tf.convert_to_tensor(self.initial_losses)
         ratio = present * tf.math.divide_no_nan(losses, initial)
@@ -128,10 +135,10 @@ class GradNorm(LossWeighting):
 
     def compute_gradients(self, ctx: StepContext) -> tuple[list[Any], Any]:
         losses = tf.stop_gradient(tf.cast(ctx.task_losses, tf.float32))
-        # L_i(0): the first non-zero loss of each task.
-        self.initial_losses.assign(
-            tf.where(self.initial_losses > 0, self.initial_losses, losses)
-        )
+        # L_i(0): each task's loss at its first labelled step.
+        present = self.labelled_mask(losses, ctx.labelled) > 0
+        unset = tf.logical_and(self.initial_losses <= 0, present)
+        self.initial_losses.assign(tf.where(unset, losses, self.initial_losses))
         weights = self.normalized_weights()
         # Keep the state renormalised (the optimizer moved it last step).
         self.task_weights.assign(weights)
@@ -145,7 +152,7 @@ class GradNorm(LossWeighting):
         grads: list[Any] = [None] * len(ctx.variables)
         for i, g in zip(net, ctx.tape.gradient(loss, [ctx.variables[i] for i in net])):
             grads[i] = g
-        grad_w = self.weight_gradient(weights, self.gradient_norms(ctx), losses)
+        grad_w = self.weight_gradient(weights, self.gradient_norms(ctx), losses, ctx.labelled)
         # The optimizer un-scales and sums over replicas what we return.
         scale = tf.cast(ctx.scale_loss(tf.constant(1.0)), tf.float32) / ctx.num_replicas
         for i in ctx.own:
