@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import keras
 
+from mtl_keras import graph
 from mtl_keras.builders.common import validate_units
 from mtl_keras.layers.mlp import MLP
 from mtl_keras.layers.sequence_pooling import SequencePooling
@@ -22,7 +23,7 @@ _PADDING_KEY = "padding_mask"
 
 def _new_inputs(backbone: keras.Model) -> Any:
     """Fresh `keras.Input`s shaped and named like the backbone's."""
-    struct = backbone._inputs_struct
+    struct = graph.input_structure(backbone)
 
     def make(t: Any, name: str) -> Any:
         return keras.Input(shape=t.shape[1:], dtype=t.dtype, name=name)
@@ -95,7 +96,7 @@ def on_backbone(
     if not isinstance(freeze, bool):
         raise ValueError(f"`freeze` must be True or False, got {freeze!r}.")
     validate_units(tower_units, "tower_units", allow_empty=True)
-    if getattr(backbone, "_inputs_struct", None) is None:
+    if graph.input_structure(backbone) is None:
         raise ValueError(
             "`backbone` has no functional inputs: build it with keras.Input (a functional "
             "or Sequential model with an input shape, or a keras-hub backbone)."
