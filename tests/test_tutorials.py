@@ -1,12 +1,39 @@
-"""Executes every tutorial notebook top to bottom in its quick setting."""
+"""Tutorial notebooks: built from their jupytext sources, executed top to bottom (quick setting)."""
 
 from __future__ import annotations
 
+import importlib.util
 import pathlib
 
 import pytest
 
-TUTORIALS = sorted((pathlib.Path(__file__).parents[1] / "tutorials").glob("*.ipynb"))
+TUTORIAL_DIR = pathlib.Path(__file__).parents[1] / "tutorials"
+TUTORIALS = sorted(TUTORIAL_DIR.glob("*.ipynb"))
+
+
+def _build_module():
+    spec = importlib.util.spec_from_file_location("tutorials_build", TUTORIAL_DIR / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_notebook_has_a_source_and_matches_it():
+    """The committed notebooks are what `tutorials/build.py` makes of the sources (ids included)."""
+    build = _build_module()
+    sources = build.sources()
+    assert [p.stem for p in sources] == [p.stem for p in TUTORIALS]
+    for source in sources:
+        expected = build.notebook_from_source(source)
+        committed = nbformat_read(source.with_suffix(".ipynb"))
+        assert [(c.cell_type, c.id, c.source) for c in committed.cells] == [
+            (c.cell_type, c.id, c.source) for c in expected.cells
+        ], f"{source.name}: rebuild with `python tutorials/build.py {source.stem}`"
+
+
+def nbformat_read(path):
+    nbformat = pytest.importorskip("nbformat")
+    return nbformat.read(str(path), as_version=4)
 
 
 @pytest.mark.slow
