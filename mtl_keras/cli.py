@@ -1,7 +1,7 @@
 """`mtl-keras` command line: `mtl-keras demo` trains on Census-Income and exports.
 
-    mtl-keras demo [--epochs N] [--batch-size B] [--weighting NAME]
-                   [--subsample N] [--log-dir runs] [--export-dir saved_models]
+mtl-keras demo [--epochs N] [--batch-size B] [--weighting NAME]
+               [--subsample N] [--log-dir runs] [--export-dir saved_models]
 """
 
 from __future__ import annotations
@@ -113,8 +113,11 @@ def run_demo(
         report = binary_report(test.labels[task.name], predictions[task.name])
         rows.append({"task": task.name, **report})
     print("\nTest set (exact AUC):")
-    print(_format_table(rows, ["task", "auc", "accuracy", "positive_rate",
-                               "predicted_positive_rate", "rows"]))
+    print(
+        _format_table(
+            rows, ["task", "auc", "accuracy", "positive_rate", "predicted_positive_rate", "rows"]
+        )
+    )
     # Real test rows as TF Serving warm-up requests, and a signature that
     # serves the income task alone.
     warmup = {name: values[:4] for name, values in test.features.items()}
@@ -134,10 +137,17 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="train on Census-Income, report per task, export")
     demo.add_argument("--epochs", type=int, default=4)
     demo.add_argument("--batch-size", type=int, default=512)
-    demo.add_argument("--weighting", default="uncertainty",
-                      help="a strategy name from mtl_keras.weighting.STRATEGIES")
-    demo.add_argument("--subsample", type=int, default=None,
-                      help="use only this many train (and test) rows, for quick runs")
+    demo.add_argument(
+        "--weighting",
+        default="uncertainty",
+        help="a strategy name from mtl_keras.weighting.STRATEGIES",
+    )
+    demo.add_argument(
+        "--subsample",
+        type=int,
+        default=None,
+        help="use only this many train (and test) rows, for quick runs",
+    )
     demo.add_argument("--learning-rate", type=float, default=2e-3)
     demo.add_argument("--log-dir", default="runs/census_income")
     demo.add_argument("--export-dir", default="saved_models/census_income")

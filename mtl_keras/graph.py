@@ -126,9 +126,3 @@ def untrack(owner: keras.layers.Layer, value: Any) -> None:
     """Stops `owner` tracking `value` (a sub-layer it no longer uses), so its
     variables leave `owner.trainable_variables` and its saved state."""
     owner._tracker.untrack(value)
-
-
-def input_structure(model: Any) -> Any:
-    """A functional model's inputs as it was built (dict, list or tensor), or
-    None for a model without functional inputs (subclassed)."""
-    return getattr(model, "_inputs_struct", None)

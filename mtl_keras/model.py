@@ -274,8 +274,7 @@ class MultiTaskModel(keras.Model):
             "metrics": None
             if metrics is None
             else {
-                k: [keras.saving.serialize_keras_object(m) for m in v]
-                for k, v in metrics.items()
+                k: [keras.saving.serialize_keras_object(m) for m in v] for k, v in metrics.items()
             },
             "loss_weights": loss_weights,
             **{k: v for k, v in kwargs.items() if k in ("jit_compile", "steps_per_execution")},
@@ -317,9 +316,7 @@ class MultiTaskModel(keras.Model):
     def _labels_by_task(self, y: Any, what: str = "y") -> dict[str, Any]:
         names = self.task_names
         if y is None:
-            raise ValueError(
-                f"MultiTaskModel needs labels: a dict keyed by task name ({names})."
-            )
+            raise ValueError(f"MultiTaskModel needs labels: a dict keyed by task name ({names}).")
         if isinstance(y, (list, tuple)):
             if len(y) != len(names):
                 raise ValueError(
@@ -331,8 +328,7 @@ class MultiTaskModel(keras.Model):
             if len(names) == 1:
                 return {names[0]: y}
             raise ValueError(
-                f"`{what}` must be a dict keyed by task name ({names}), got "
-                f"{type(y).__name__}."
+                f"`{what}` must be a dict keyed by task name ({names}), got {type(y).__name__}."
             )
         unknown = set(y) - set(names)
         if unknown:

@@ -75,9 +75,7 @@ def validate_tasks(tasks: Any) -> list[Task]:
 
 def _positive_int(value: Any, what: str, task: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            f"Task {task!r}: `{what}` must be an integer >= {minimum}, got {value!r}."
-        )
+        raise ValueError(f"Task {task!r}: `{what}` must be an integer >= {minimum}, got {value!r}.")
     return value
 
 
@@ -132,8 +130,10 @@ class Task:
         metrics: list[Any] | None = None,
     ) -> None:
         self.name = validate_task_name(name)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (
-            math.isfinite(weight) and weight >= 0
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not (math.isfinite(weight) and weight >= 0)
         ):
             raise ValueError(
                 f"Task {name!r}: `weight` must be a finite number >= 0, got {weight!r}."
@@ -161,6 +161,10 @@ class Task:
     def head(self, x: Any) -> Any:
         """Applies the output layer to a feature tensor."""
         return self.output_layer()(x)
+
+    def describe_output(self) -> str:
+        """What the served output means (export metadata), with its shape."""
+        return f"raw model output, shape (batch, {self.units})"
 
     # --- loss -------------------------------------------------------------
     def default_loss(self) -> Any:
@@ -279,6 +283,9 @@ class Regression(Task):
     def units(self) -> int:
         return self._units
 
+    def describe_output(self) -> str:
+        return f"predicted value(s) in label units, shape (batch, {self.units})"
+
     def default_loss(self) -> Any:
         return keras.losses.MeanSquaredError()
 
@@ -313,6 +320,9 @@ class Binary(Task):
 
     def _valid(self, y: Any) -> Any:
         return ops.greater_equal(y, 0.0)  # False for NaN and negative markers
+
+    def describe_output(self) -> str:
+        return "probability that the label is 1 (sigmoid), shape (batch, 1)"
 
     def default_loss(self) -> Any:
         return keras.losses.BinaryCrossentropy()
@@ -359,6 +369,10 @@ class Multiclass(Task):
             valid = ops.squeeze(valid, -1)
         return y, ops.cast(valid, "float32")
 
+    def describe_output(self) -> str:
+        n = self.num_classes
+        return f"class probabilities (softmax over {n} classes), shape (batch, {n}); argmax is the predicted class id"
+
     def default_loss(self) -> Any:
         return keras.losses.SparseCategoricalCrossentropy()
 
@@ -399,6 +413,9 @@ class Multilabel(Task):
 
     def _valid(self, y: Any) -> Any:
         return ops.greater_equal(y, 0.0)  # False for NaN and negative markers
+
+    def describe_output(self) -> str:
+        return f"independent per-label probabilities (sigmoid), shape (batch, {self.num_labels})"
 
     def default_loss(self) -> Any:
         return keras.losses.BinaryCrossentropy()
@@ -476,6 +493,10 @@ class Tagging(Task):
         """Per-token loss, shape (batch, seq_len): reduced with the token mask."""
         return ops.cast(self.loss_fn()(y_safe, ops.cast(y_pred, "float32")), "float32")
 
+    def describe_output(self) -> str:
+        n = self.num_tags
+        return f"per-token tag probabilities (softmax over {n} tags), shape (batch, seq_len, {n}); argmax is the predicted tag id"
+
     def default_loss(self) -> Any:
         return keras.losses.SparseCategoricalCrossentropy()
 
@@ -544,6 +565,11 @@ class BoxRegression(Task):
 
     def output_layer(self, name: str | None = None) -> keras.layers.Layer:
         return BoxHead(self.box_format, name=name or self.name)
+
+    def describe_output(self) -> str:
+        return (
+            f"one normalized box per row in {self.box_format!r} format (sigmoid), shape (batch, 4)"
+        )
 
     def default_loss(self) -> Any:
         return BoxLoss("giou", self.box_format)

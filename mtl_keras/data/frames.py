@@ -94,7 +94,9 @@ def from_pandas(
     ['y']
     """
     if missing_columns not in ("unlabelled", "raise"):
-        raise ValueError(f"`missing_columns` must be 'unlabelled' or 'raise', got {missing_columns!r}.")
+        raise ValueError(
+            f"`missing_columns` must be 'unlabelled' or 'raise', got {missing_columns!r}."
+        )
     absent_features = [c for c in feature_columns if c not in frame.columns]
     if absent_features:
         raise ValueError(f"Feature columns {absent_features} are not in the frame.")
@@ -103,9 +105,7 @@ def from_pandas(
         try:
             features: Any = matrix.to_numpy(dtype="float32", na_value=np.nan)
         except (TypeError, ValueError) as err:
-            raise ValueError(
-                "`stack_features=True` needs numeric feature columns only."
-            ) from err
+            raise ValueError("`stack_features=True` needs numeric feature columns only.") from err
     else:
         features = {c: _feature_array(frame[c]) for c in feature_columns}
 
@@ -117,9 +117,8 @@ def from_pandas(
             continue
         labels[task] = _label_array(frame[column], task)
     if absent:
-        message = (
-            f"Label columns of tasks {absent} are not in the frame: "
-            + ("" if missing_columns == "raise" else "these tasks are unlabelled for every row.")
+        message = f"Label columns of tasks {absent} are not in the frame: " + (
+            "" if missing_columns == "raise" else "these tasks are unlabelled for every row."
         )
         if missing_columns == "raise":
             raise ValueError(message + "check `task_columns`.")

@@ -72,7 +72,10 @@ class GradNorm(LossWeighting):
     applies_priors = False
 
     def __init__(
-        self, alpha: float = 1.5, min_weight: float = 1e-3, rep_grad: bool = False,
+        self,
+        alpha: float = 1.5,
+        min_weight: float = 1e-3,
+        rep_grad: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
