@@ -12,8 +12,6 @@ from __future__ import annotations
 import ast
 import pathlib
 
-import pytest
-
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "mtl_keras"
 # The only modules allowed to touch Keras's internals.
 KERAS_INTERNALS_ALLOWED = {"mtl_keras/graph.py", "mtl_keras/callbacks/task_tensorboard.py"}
