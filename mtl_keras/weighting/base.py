@@ -42,10 +42,11 @@ z is computed from another. Usually z is one tensor (a shared bottom's
 trunk); it is several when the task-specific layers read shared tensors at
 several places, e.g. MMoE with a trainable encoder (the experts' outputs and
 the gates' input) or PLE (the last level's shared experts and each task's
-input). `MultiTaskModel` checks the cut when it is built. When a strategy's
-`needs_representation` is True (or `uses_representation` is and the model
-has one), `train_step` runs the model so that z is recorded on the tape and
-passes its tensors as `ctx.representation`. In `rep_grad` mode the per-task
+input). `MultiTaskModel` checks the cut when it is built
+(`mtl_keras.representation.find_cut`). When the strategy's compiled
+`JacobianSource` needs it (chain rule or `rep_grad`), `train_step` runs the
+model so that z is recorded on the tape and passes its tensors as
+`ctx.representation`. In `rep_grad` mode the per-task
 gradients w.r.t. all of z's tensors form one row per task (concatenated per
 sample), and the aggregated row is pulled back through all of them at once;
 shared parameters that z does not depend on get the plain sum-of-losses
