@@ -6,116 +6,19 @@ from typing import Any
 
 import keras
 import tensorflow as tf
-from keras.src.trainers.data_adapters import data_adapter_utils
-from keras.src.utils.tracking import DotNotTrackScope
 
-from mtl_keras import contracts
+from mtl_keras import contracts, graph
+from mtl_keras import representation as rep_lib
 from mtl_keras import weighting as weighting_lib
 from mtl_keras.distribute import keras_fixes
 from mtl_keras.distribute import shuffle as distribute_shuffle
+from mtl_keras.representation import RepresentationError
 from mtl_keras.scalar_mean import ScalarMean
 from mtl_keras.tasks import Task, validate_tasks
-from mtl_keras.weighting.base import (
-    StepContext,
-    Weighting,
-    global_masked_mean,
-    missing_representation,
-)
+from mtl_keras.weighting.base import GradientAggregator, StepContext, Weighting
+from mtl_keras.weighting.replicas import global_masked_mean, replica_sum
 
-
-def upstream_layers(tensors: list[Any], stop: frozenset = frozenset()) -> dict[int, Any]:
-    """id -> operation (layer) for every operation the functional `tensors`
-    depend on, their own producers included, not looking past the tensors
-    whose `_history_key` is in `stop`."""
-    seen: dict[int, Any] = {}
-    visited_nodes: set[int] = set()
-    stack = list(tensors)
-    while stack:
-        t = stack.pop()
-        key = _history_key(t)
-        if key is None or key in stop:
-            continue
-        op, node_index, _ = t._keras_history
-        node = op._inbound_nodes[node_index]
-        if id(node) in visited_nodes:
-            continue
-        visited_nodes.add(id(node))
-        seen[id(op)] = op
-        stack.extend(node.input_tensors)
-    return seen
-
-
-def upstream_operations(tensor: Any) -> set[int]:
-    """ids of the operations (layers) a functional tensor depends on, its own included."""
-    return set(upstream_layers([tensor]))
-
-
-def _history_key(tensor: Any) -> tuple[int, int, int] | None:
-    history = getattr(tensor, "_keras_history", None)
-    if history is None:
-        return None
-    op, node_index, tensor_index = history
-    return id(op), node_index, tensor_index
-
-
-class RepresentationError(ValueError):
-    """The declared shared representation is not a valid cut of the model."""
-
-
-def representation_tensors(
-    model: keras.Model, names: list[str], outputs: dict[str, Any]
-) -> list[Any]:
-    """The output tensors of the layers `names` in `model`'s graph, checked
-    to be a valid shared representation (see `mtl_keras.weighting.base`).
-
-    Raises `RepresentationError` when a layer is missing or called several
-    times, when one representation tensor is computed from another, or when
-    a trainable layer below the representation also reaches a task output
-    beside it (its rep_grad gradient would miss that path).
-    """
-    tensors: list[Any] = []
-    rep_nodes: list[Any] = []
-    nodes_of = {}
-    for depth_nodes in model._nodes_by_depth.values():
-        for node in depth_nodes:
-            if node.operation is not None:
-                nodes_of.setdefault(id(node.operation), []).append(node)
-    for name in names:
-        layer = next((op for op in model.operations if op.name == name), None)
-        if layer is None:
-            raise RepresentationError(
-                f"representation layer {name!r} is not a layer of the model; layers are "
-                f"{[op.name for op in model.operations]}."
-            )
-        nodes = nodes_of.get(id(layer), [])
-        if len(nodes) != 1:
-            raise RepresentationError(
-                f"representation layer {name!r} is called {len(nodes)} times in the model; "
-                "it must be called once."
-            )
-        rep_nodes.append(nodes[0])
-        tensors.extend(keras.tree.flatten(nodes[0].outputs))
-    keys = frozenset(_history_key(t) for t in tensors)
-    for node in rep_nodes:
-        below = upstream_layers(list(node.input_tensors))
-        for other in rep_nodes:
-            if id(other.operation) in below:
-                raise RepresentationError(
-                    f"representation tensor of layer {node.operation.name!r} is computed from "
-                    f"the representation layer {other.operation.name!r}; list only "
-                    "tensors that do not depend on each other."
-                )
-    below_rep = upstream_layers(tensors)
-    for task, out in outputs.items():
-        for op_id, op in upstream_layers([out], keys).items():
-            if op_id in below_rep and getattr(op, "trainable_weights", None):
-                raise RepresentationError(
-                    f"layer {op.name!r} feeds the representation {names} and also reaches "
-                    f"task {task!r} beside it; add its tensor that reaches {task!r} to the "
-                    "representation (read it through its own layer, e.g. "
-                    "mtl_keras.layers.RepresentationTap)."
-                )
-    return tensors
+__all__ = ["MultiTaskModel", "RepresentationError"]
 
 
 def _strings_to_tensors(data: Any) -> Any:
@@ -133,6 +36,14 @@ def _strings_to_tensors(data: Any) -> Any:
     return data
 
 
+class _WeightingEpochEnd(keras.callbacks.Callback):
+    """Drives `Weighting.on_epoch_end` from `fit` (DWA's epoch boundary)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.model.weighting is not None:
+            self.model.weighting.on_epoch_end(epoch, logs)
+
+
 @keras.saving.register_keras_serializable(package="mtl_keras")
 class MultiTaskModel(keras.Model):
     """A functional model with one named output per task.
@@ -145,7 +56,14 @@ class MultiTaskModel(keras.Model):
     labelled for that task only (mean over labelled rows; see
     `mtl_keras.tasks` for how a missing label is marked) and lets the
     weighting strategy turn task losses into gradients. Logged per task:
-    `<task>_loss`, `<task>_weight` and `<task>_<metric>`.
+    `<task>_loss`, `<task>_<metric>` and, in training only, `<task>_weight`.
+    A task with no labelled row in a logging period (a batch, an epoch, a
+    whole `evaluate`) logs NaN for its loss and metrics: "no data", not
+    0.0 ("perfect"); Keras's `History`, progress bar and callbacks see NaN
+    and `EarlyStopping`/`ModelCheckpoint` skip it as no improvement.
+    `loss` is the strategy's weighted sum of the task losses; for gradient
+    aggregators, which follow a direction rather than a scalar objective,
+    it is the plain sum of the task losses in both training and validation.
 
     Args:
         inputs: functional inputs (a tensor, list or dict).
@@ -201,19 +119,15 @@ class MultiTaskModel(keras.Model):
         self._tasks = tasks
         self.weighting: Weighting | None = None
         self._task_variable_groups = self._variable_groups()
+        rep_names = rep_lib.layer_names(representation)
         if isinstance(representation, (list, tuple)):
-            representation = [str(n) for n in representation]
-        elif representation is not None and not isinstance(representation, str):
-            raise RepresentationError(
-                "`representation` must be a layer name or a list of layer names, got "
-                f"{representation!r}."
-            )
+            representation = rep_names
         self.representation = representation
         self._representation_model: keras.Model | None = None
         self._representation_tensors: list[Any] = []
-        if representation:
-            names = [representation] if isinstance(representation, str) else representation
-            self._representation_tensors = representation_tensors(self, names, outputs)
+        if rep_names:
+            cut = rep_lib.find_cut(self, rep_names, outputs)
+            self._representation_tensors = cut.raise_if_invalid()
 
     # ------------------------------------------------------------------ tasks
     @property
@@ -226,7 +140,7 @@ class MultiTaskModel(keras.Model):
 
     def _variable_groups(self) -> tuple[list[Any], list[list[Any]]]:
         """Splits layers into shared (used by >1 task) and task-specific."""
-        upstream = [upstream_operations(self._outputs_struct[n]) for n in self.task_names]
+        upstream = [graph.upstream_operations(self.output[n]) for n in self.task_names]
         counts: dict[int, int] = {}
         for ids in upstream:
             for i in ids:
@@ -327,6 +241,15 @@ class MultiTaskModel(keras.Model):
             self._effective_tasks.append(type(task).from_config(config))
 
         strategy = weighting_lib.get(weighting)
+        priors = [float(t.weight) for t in self._effective_tasks]
+        if not strategy.applies_priors and any(p != 1.0 for p in priors):
+            weighted = {t.name: t.weight for t in self._effective_tasks if t.weight != 1.0}
+            raise ValueError(
+                f"Weighting {type(strategy).__name__} does not apply static task weights, "
+                f"but tasks have weights {weighted} (task spec `weight` or "
+                "`compile(loss_weights=...)`); drop them or use a strategy that applies "
+                "them (static, uncertainty, dwa, rlw, imtl_l)."
+            )
         if strategy.built and strategy.task_names != names:
             raise ValueError(
                 f"This weighting instance was built for tasks {strategy.task_names}, "
@@ -334,16 +257,22 @@ class MultiTaskModel(keras.Model):
             )
         if not strategy.built:
             strategy.build_for_tasks(self._effective_tasks)
+        strategy.jacobian_source = strategy.select_source(bool(self._representation_tensors))
 
         super().compile(optimizer=optimizer, **kwargs)
-        with DotNotTrackScope():
+        with graph.untracked():
             self._loss_tracker = ScalarMean(name="loss")
+        old = getattr(self, "weighting", None)
+        if old is not None and old is not strategy:
+            # Recompiling: the old strategy's variables must leave the model
+            # (optimizer slots, `.keras` files).
+            graph.untrack(self, old)
         self.weighting = strategy
         self._contracts = contracts.StepGuard(self, on_nonfinite, allow_nonfinite)
-        self._task_loss_fns = [t.loss_fn() for t in self._effective_tasks]
+        self._priors = tf.constant(priors, tf.float32)
         # Not auto-tracked, so that a second compile replaces (rather than
         # adds to) the per-task metrics; exposed through `metrics`.
-        with DotNotTrackScope():
+        with graph.untracked():
             self._task_metrics = [t.build_metrics() for t in self._effective_tasks]
             self._task_loss_trackers = [ScalarMean(name=f"{n}_loss") for n in names]
             self._task_weight_trackers = [ScalarMean(name=f"{n}_weight") for n in names]
@@ -367,7 +296,7 @@ class MultiTaskModel(keras.Model):
     @property
     def metrics(self) -> list[Any]:
         metrics = list(super().metrics)
-        if getattr(self, "_task_loss_trackers", None):
+        if getattr(self, "_task_loss_trackers", None) is not None:
             for t in range(len(self._task_loss_trackers)):
                 metrics.append(self._task_loss_trackers[t])
                 metrics.append(self._task_weight_trackers[t])
@@ -421,6 +350,16 @@ class MultiTaskModel(keras.Model):
             )
         return y
 
+    def task_losses(self, y: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        """The float32 `(num_tasks,)` losses training optimises: per task, the
+        mean over its labelled rows (or tokens) of `y`, for predictions
+        `y_pred` (a dict keyed by task name).
+
+        Example:
+        >>> # losses = model.task_losses(y, model(x)); losses.shape == (len(model.tasks),)
+        """
+        return self._task_losses(y, y_pred, sample_weight)[0]
+
     def _task_losses(
         self, y: Any, y_pred: Any, sample_weight: Any
     ) -> tuple[Any, list[tuple[Any, Any, Any]]]:
@@ -434,7 +373,7 @@ class MultiTaskModel(keras.Model):
                 else {n: sample_weight for n in self.task_names}
             )
         losses, prepared = [], []
-        for task, loss_fn in zip(self._effective_tasks, self._task_loss_fns):
+        for task in self._effective_tasks:
             pred = y_pred[task.name]
             if task.name not in labels:
                 # A task absent from this data set: every row is unlabelled.
@@ -455,9 +394,7 @@ class MultiTaskModel(keras.Model):
                     # Per-row weights broadcast over the mask's other dims.
                     w = tf.reshape(w, [-1] + [1] * (mask_rank - 1))
                 mask = mask * w
-            values = tf.cast(loss_fn(y_safe, tf.cast(pred, tf.float32)), tf.float32)
-            while values.shape.rank > mask_rank:
-                values = tf.reduce_mean(values, axis=-1)
+            values = task.per_sample_loss(y_safe, pred)
             # Mean over labelled elements: masked ones neither add loss nor count.
             denom = tf.reduce_sum(mask)
             loss = global_masked_mean(tf.reduce_sum(values * mask), denom)
@@ -465,20 +402,47 @@ class MultiTaskModel(keras.Model):
             prepared.append((y_safe, pred, mask))
         return tf.stack(losses), prepared
 
-    def _update_metrics(self, task_losses: Any, weights: Any, prepared: list, total: Any) -> dict:
+    @staticmethod
+    def labelled_counts(prepared: list[tuple[Any, Any, Any]]) -> Any:
+        """Labelled rows (or tokens) per task in the global batch, float32 (num_tasks,)."""
+        counts = tf.stack([tf.reduce_sum(tf.cast(mask > 0, tf.float32)) for _, _, mask in prepared])
+        return replica_sum(counts)
+
+    def _update_metrics(
+        self, task_losses: Any, prepared: list, total: Any, labelled: Any, weights: Any = None
+    ) -> dict:
         self._loss_tracker.update_state(total)
         for t, (y_safe, pred, mask) in enumerate(prepared):
-            labelled = tf.reduce_sum(mask)
             # A batch without labels for a task says nothing about its loss.
             self._task_loss_trackers[t].update_state(
-                task_losses[t], sample_weight=tf.minimum(labelled, 1.0)
+                task_losses[t], sample_weight=tf.minimum(labelled[t], 1.0)
             )
-            self._task_weight_trackers[t].update_state(weights[t])
+            if weights is not None:
+                self._task_weight_trackers[t].update_state(weights[t])
             if y_safe is None:
                 continue
             for metric in self._task_metrics[t]:
                 metric.update_state(y_safe, pred, sample_weight=mask)
-        return self.get_metrics_result()
+        logs = self.get_metrics_result()
+        if weights is None:  # evaluation: weights are a training quantity
+            weight_keys = {m.name for m in self._task_weight_trackers}
+            logs = {k: v for k, v in logs.items() if k not in weight_keys}
+        return logs
+
+    def get_metrics_result(self) -> dict[str, Any]:
+        """Keras's metric results, with NaN for the loss and metrics of a task
+        that had no labelled row since the last reset (instead of 0.0)."""
+        logs = super().get_metrics_result()
+        if getattr(self, "_task_loss_trackers", None) is None:
+            return logs
+        for t, tracker in enumerate(self._task_loss_trackers):
+            seen = tracker.count > 0
+            for metric in [tracker, *self._task_metrics[t]]:
+                if metric.name not in logs:
+                    continue
+                value = tf.where(seen, tf.cast(logs[metric.name], tf.float32), float("nan"))
+                logs[metric.name] = float(value) if tf.executing_eagerly() else value
+        return logs
 
     def _regularization_loss(self) -> Any:
         if not self.losses:
@@ -486,20 +450,19 @@ class MultiTaskModel(keras.Model):
         return tf.add_n([tf.cast(loss, tf.float32) for loss in self.losses])
 
     def train_step(self, data: Any) -> dict[str, Any]:
-        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         strategy = self.weighting
         with tf.GradientTape(persistent=strategy.needs_persistent_tape) as tape:
             representation = None
-            if strategy.needs_representation or (
-                strategy.uses_representation and self._representation_tensors
-            ):
+            if strategy.needs_representation:
                 y_pred, representation = self._call_with_representation(x)
             else:
                 y_pred = self(x, training=True)
             task_losses, prepared = self._task_losses(y, y_pred, sample_weight)
             regularization = self._regularization_loss()
+        labelled = self.labelled_counts(prepared)
         variables = self.trainable_variables
-        shared, per_task, own = self._groups_cache()
+        shared, per_task, own = self.variable_groups()  # Python-side, once per trace
         ctx = StepContext(
             tape=tape,
             task_losses=task_losses,
@@ -511,6 +474,8 @@ class MultiTaskModel(keras.Model):
             scale_loss=self.optimizer.scale_loss,
             num_replicas=tf.distribute.get_strategy().num_replicas_in_sync,
             representation=representation,
+            priors=self._priors,
+            labelled=labelled,
         )
         grads, weights = strategy.compute_gradients(ctx)
         del tape
@@ -518,11 +483,20 @@ class MultiTaskModel(keras.Model):
         # the ContractGuard callback raises or counts the skip).
         ok = self._contracts.train_checks(self, x, y, task_losses, grads, (shared, per_task, own))
         contracts.apply_if(ok, self.optimizer, grads, variables)
-        total = tf.reduce_sum(weights * task_losses)
+        total = self._logged_loss(task_losses, weights)
         # A skipped batch is left out of the logs too.
         return contracts.if_applied(
-            ok, lambda: self._update_metrics(task_losses, weights, prepared, total), self
+            ok,
+            lambda: self._update_metrics(task_losses, prepared, total, labelled, weights),
+            self,
         )
+
+    def _logged_loss(self, task_losses: Any, weights: Any) -> Any:
+        # An aggregator's direction has no scalar objective: log the plain
+        # sum, as its validation does, so `loss` and `val_loss` compare.
+        if isinstance(self.weighting, GradientAggregator):
+            return tf.reduce_sum(task_losses)
+        return tf.reduce_sum(weights * task_losses)
 
     def _call_with_representation(self, x: Any) -> tuple[dict[str, Any], list[Any]]:
         """Forward pass that also returns the representation's tensors.
@@ -531,33 +505,36 @@ class MultiTaskModel(keras.Model):
         outputs, so the representation's tensors are recorded on the tape.
         """
         if not self._representation_tensors:
-            raise missing_representation(f"Weighting {type(self.weighting).__name__}")
+            raise rep_lib.missing(f"Weighting {type(self.weighting).__name__}")
         reps = self._representation_tensors
         if self._representation_model is None:
-            outputs = [self._outputs_struct[n] for n in self.task_names] + reps
+            outputs = [self.output[n] for n in self.task_names] + reps
             # Untracked: it shares this model's layers, not a sub-model.
-            with DotNotTrackScope():
-                self._representation_model = keras.Model(self._inputs_struct, outputs)
+            with graph.untracked():
+                self._representation_model = keras.Model(self.input, outputs)
         outs = self._representation_model(x, training=True)
         num_tasks = len(self.task_names)
         return dict(zip(self.task_names, outs[:num_tasks])), list(outs[num_tasks:])
 
-    def _groups_cache(self) -> tuple[list[int], list[list[int]], list[int]]:
-        # Python-side, computed once per trace.
-        return self.variable_groups()
-
     def test_step(self, data: Any) -> dict[str, Any]:
-        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y_pred = self(x, training=False)
         task_losses, prepared = self._task_losses(y, y_pred, sample_weight)
         self._contracts.test_checks(self, y)
-        _, weights = self.weighting.combine(task_losses, training=False)
-        total = tf.reduce_sum(weights * task_losses)
-        return self._update_metrics(task_losses, weights, prepared, total)
+        labelled = self.labelled_counts(prepared)
+        _, weights = self.weighting.combine(
+            task_losses, training=False, priors=self._priors, labelled=labelled
+        )
+        return self._update_metrics(
+            task_losses, prepared, self._logged_loss(task_losses, weights), labelled
+        )
 
     # ------------------------------------- input contracts (mtl_keras.contracts)
     def fit(self, *args: Any, **kwargs: Any) -> Any:
         call = contracts.prepare_fit(self, args, kwargs)
+        # The strategy's epoch hook runs first, so that the user's callbacks
+        # (BackupAndRestore, checkpoints) save the closed epoch.
+        call["callbacks"] = [_WeightingEpochEnd(), *(call.get("callbacks") or [])]
         # Under MultiWorkerMirroredStrategy every worker must draw the same order.
         x, y, _, call = distribute_shuffle.seeded_arrays(
             self, call.pop("x", None), call.pop("y", None), (), call

@@ -55,3 +55,15 @@ def test_unfrozen_trunk_is_trainable_and_errors():
     # An explicit representation layer.
     again = mk.add_tasks(model, [mk.Binary("y")], representation="trunk", tower_units=())
     assert again.task_names[-1] == "y"
+
+
+def test_add_tasks_keeps_the_representation_for_rep_grad():
+    """A rep_grad strategy still finds the shared representation after add_tasks."""
+    model, x = _trained()
+    assert model.representation == "trunk"
+    bigger = mk.add_tasks(model, [mk.Regression("spend")], tower_units=(4,))
+    assert bigger.representation == "trunk"
+    bigger.compile(keras.optimizers.Adam(0.01), weighting=mk.weighting.MGDA(rep_grad=True))
+    target = (x[:, 3] - x[:, 4]).astype("float32")
+    history = bigger.fit(x, {"spend": target}, epochs=1, batch_size=64, verbose=0)
+    assert np.isfinite(history.history["spend_loss"][-1])

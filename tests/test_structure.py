@@ -12,8 +12,6 @@ from __future__ import annotations
 import ast
 import pathlib
 
-import pytest
-
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "mtl_keras"
 # The only modules allowed to touch Keras's internals.
 KERAS_INTERNALS_ALLOWED = {
@@ -177,11 +175,6 @@ def test_export_signature_is_a_leaf():
     assert not import_graph()["mtl_keras.export.signature"]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="core is moving the functional-graph reads of model.py, incremental.py and "
-    "builders/split.py into mtl_keras/graph.py (issue #12.1)",
-)
 def test_keras_internals_only_in_graph_and_tensorboard():
     found = keras_internals()
     assert not found, (

@@ -6,8 +6,8 @@ from typing import Any, Sequence
 
 import keras
 
+from mtl_keras.graph import upstream_layers
 from mtl_keras.layers.representation_tap import RepresentationTap
-from mtl_keras.model import upstream_layers
 
 
 def validate_units(units: Sequence[int], what: str, allow_empty: bool = False) -> None:

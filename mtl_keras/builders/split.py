@@ -7,10 +7,12 @@ from typing import Any, Sequence
 
 import keras
 
+from mtl_keras import graph
 from mtl_keras.builders.common import validate_units
 from mtl_keras.layers.mlp import MLP
 from mtl_keras.layers.sequence_pooling import SequencePooling
-from mtl_keras.model import MultiTaskModel, RepresentationError, upstream_operations
+from mtl_keras.model import MultiTaskModel
+from mtl_keras.representation import find_cut
 from mtl_keras.tasks import Task, validate_tasks
 
 
@@ -20,18 +22,14 @@ def _graph_of(backbone: Any) -> keras.Model:
         raise ValueError(
             f"`backbone` must be a functional or Sequential keras.Model, got {type(backbone).__name__}."
         )
-    graph = (
-        getattr(backbone, "_functional", None)
-        if isinstance(backbone, keras.Sequential)
-        else backbone
-    )
-    if graph is None or not hasattr(graph, "_nodes_by_depth"):
+    functional = graph.functional_graph(backbone)
+    if functional is None:
         raise ValueError(
             "`backbone` must be a functional model, or a Sequential model built with "
             "an input shape (e.g. starting with keras.Input(...)); subclassed models "
             "have no layer graph to split."
         )
-    return graph
+    return functional
 
 
 def _clone(op: Any, prefix: str) -> Any:
@@ -43,26 +41,6 @@ def _clone(op: Any, prefix: str) -> Any:
     config = op.get_config()
     config["name"] = f"{prefix}_{op.name}"
     return op.__class__.from_config(config)
-
-
-def _run_nodes(graph: keras.Model, tensors: dict[int, Any], op_for: Any) -> None:
-    """Replays `graph`'s nodes in order, filling `tensors` (id of the original
-    tensor -> new tensor) for every node whose inputs are available."""
-    for depth in sorted(graph._nodes_by_depth, reverse=True):
-        for node in graph._nodes_by_depth[depth]:
-            if not node.operation or node.is_input:
-                continue
-            if all(id(t) in tensors for t in node.outputs):
-                continue  # already computed (shared part)
-            if any(id(t) not in tensors for t in node.input_tensors):
-                continue
-            op = op_for(node.operation)
-            if op is None:
-                continue
-            args, kwargs = node.arguments.fill_in(tensors)
-            outputs = op(*args, **kwargs)
-            for ref, new in zip(node.outputs, keras.tree.flatten(outputs)):
-                tensors[id(ref)] = new
 
 
 def split(
@@ -116,29 +94,30 @@ def split(
     validate_units(tower_units, "tower_units", allow_empty=True)
     if pooling not in ("avg", "max", "cls"):
         raise ValueError(f"`pooling` must be 'avg', 'max' or 'cls', got {pooling!r}.")
-    graph = _graph_of(backbone)
-    if len(graph.outputs) != 1:
+    functional = _graph_of(backbone)
+    if len(functional.outputs) != 1:
         raise ValueError(
-            f"`backbone` must have one output, it has {len(graph.outputs)}; wrap it in a "
+            f"`backbone` must have one output, it has {len(functional.outputs)}; wrap it in a "
             "model selecting the feature to share."
         )
-    layer_names = [op.name for op in graph.operations]
+    layer_names = [op.name for op in functional.operations]
     if not isinstance(split_at, str) or split_at not in layer_names:
         raise ValueError(
             f"`split_at` {split_at!r} is not a layer of the backbone; layers are {layer_names}."
         )
-    split_layer = graph.get_layer(split_at)
-    if len(split_layer._inbound_nodes) != 1:
+    split_layer = functional.get_layer(split_at)
+    calls = graph.call_count(split_layer)
+    if calls != 1:
         raise ValueError(
-            f"Layer {split_at!r} is used {len(split_layer._inbound_nodes)} times in the "
-            "backbone; split at a layer called once."
+            f"Layer {split_at!r} is used {calls} times in the backbone; split at a layer "
+            "called once."
         )
-    shared_ids = upstream_operations(split_layer.output)
+    shared_ids = graph.upstream_operations(split_layer.output)
 
-    inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name) for t in graph.inputs]
-    tensors = {id(ref): new for ref, new in zip(graph.inputs, inputs)}
+    inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name) for t in functional.inputs]
+    tensors = {id(ref): new for ref, new in zip(functional.inputs, inputs)}
     # The shared part, computed once.
-    _run_nodes(graph, tensors, lambda op: op if id(op) in shared_ids else None)
+    graph.replay_nodes(functional, tensors, lambda op: op if id(op) in shared_ids else None)
 
     outputs = {}
     for task in tasks:
@@ -152,8 +131,8 @@ def split(
                 _clones[id(op)] = _clone(op, _prefix)
             return _clones[id(op)]
 
-        _run_nodes(graph, task_tensors, op_for)
-        feat = task_tensors[id(graph.outputs[0])]
+        graph.replay_nodes(functional, task_tensors, op_for)
+        feat = task_tensors[id(functional.outputs[0])]
         if len(feat.shape) > 2 and not task.per_token:
             feat = SequencePooling(pooling, name=f"{task.name}_pool")(feat)
         elif task.per_token and len(feat.shape) != 3:
@@ -164,12 +143,11 @@ def split(
         tower = MLP(tower_units, dropout=dropout, name=f"{task.name}_tower")(feat)
         outputs[task.name] = task.head(tower)
     model_inputs = inputs[0] if len(inputs) == 1 else inputs
-    try:
-        # The split layer's output is the shared representation when the
-        # cloned parts read nothing else of the shared part (no skip
-        # connection across the split).
-        return MultiTaskModel(
-            model_inputs, outputs, tasks=tasks, name=name, representation=split_at
-        )
-    except RepresentationError:
-        return MultiTaskModel(model_inputs, outputs, tasks=tasks, name=name)
+    # The split layer's output is the shared representation when the cloned
+    # parts read nothing else of the shared part (no skip connection across
+    # the split).
+    probe = keras.Model(model_inputs, outputs)
+    cut = find_cut(probe, [split_at], outputs)
+    return MultiTaskModel(
+        model_inputs, outputs, tasks=tasks, name=name, representation=split_at if cut.ok else None
+    )

@@ -10,13 +10,15 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
+
+from mtl_keras.weighting.base import StepContext
+from mtl_keras.weighting.jacobian import ParameterJacobian
 
 
 def unpack_batch(data: Any) -> tuple[Any, Any, Any]:
     """`(x, y, sample_weight)` from `(x, y)`, `(x, y, sw)` or a `tf.data.Dataset`
     (its first batch)."""
-    import tensorflow as tf
-
     if isinstance(data, tf.data.Dataset):
         data = next(iter(data))
     if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
@@ -32,10 +34,12 @@ def unpack_batch(data: Any) -> tuple[Any, Any, Any]:
 def task_gradients(model: Any, x: Any, y: Any, sample_weight: Any = None) -> np.ndarray:
     """Per-task gradients of the shared parameters, flattened: `(tasks, params)`.
 
-    Uses the model's own per-task losses (labelled rows only) in inference
-    mode (`training=False`: no dropout noise, no batch-norm statistics update),
-    and `model.variable_groups()` to pick the shared variables. A task whose
-    loss does not reach a shared variable gets zeros there.
+    The rows of the same `ParameterJacobian` the gradient aggregators use, on
+    the model's own per-task losses (`model.task_losses`, labelled rows only)
+    in inference mode (`training=False`: no dropout noise, no batch-norm
+    statistics update), with `model.variable_groups()` picking the shared
+    variables. A task whose loss does not reach a shared variable gets zeros
+    there.
 
     Args:
         model: a compiled `MultiTaskModel`.
@@ -44,35 +48,27 @@ def task_gradients(model: Any, x: Any, y: Any, sample_weight: Any = None) -> np.
     Example:
     >>> # g = task_gradients(model, x, y); g.shape == (len(model.tasks), n_shared)
     """
-    import tensorflow as tf
-
     shared, _, _ = model.variable_groups()
     if not shared:
         raise ValueError(f"Model {model.name!r} has no shared trainable variables.")
     variables = [model.trainable_variables[i] for i in shared]
     with tf.GradientTape(persistent=True) as tape:
-        y_pred = model(x, training=False)
         # The model's own masked per-task losses, so the probe measures exactly
         # what training optimizes.
-        losses, _ = model._task_losses(y, y_pred, sample_weight)
-        # Indexing must be recorded too, or each task's loss is disconnected.
-        losses = tf.unstack(losses)
-    rows = []
-    for t in range(len(model.task_names)):
-        grads = tape.gradient(losses[t], variables)
-        rows.append(
-            np.concatenate(
-                [
-                    np.zeros(int(np.prod(v.shape)))
-                    if g is None
-                    # Embedding gradients arrive as IndexedSlices.
-                    else np.ravel(tf.convert_to_tensor(g)).astype("float64")
-                    for g, v in zip(grads, variables)
-                ]
-            )
-        )
+        losses = model.task_losses(y, model(x, training=False), sample_weight)
+    ctx = StepContext(
+        tape=tape,
+        task_losses=losses,
+        regularization_loss=None,
+        variables=variables,
+        shared=list(range(len(variables))),
+        task_specific=[[] for _ in model.task_names],
+        own=[],
+        scale_loss=lambda loss: loss,
+    )
+    jacobian = ParameterJacobian().matrix(ctx, variables)
     del tape
-    return np.stack(rows)
+    return np.asarray(jacobian, dtype="float64")
 
 
 def cosine_matrix(vectors: np.ndarray) -> np.ndarray:

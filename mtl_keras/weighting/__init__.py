@@ -28,6 +28,12 @@ from mtl_keras.weighting.gradnorm import GradNorm
 from mtl_keras.weighting.gradvac import GradVac
 from mtl_keras.weighting.imtl_l import IMTLL
 from mtl_keras.weighting.imtlg import IMTLG
+from mtl_keras.weighting.jacobian import (
+    ChainRuleJacobian,
+    JacobianSource,
+    ParameterJacobian,
+    RepresentationJacobian,
+)
 from mtl_keras.weighting.mgda import MGDA
 from mtl_keras.weighting.nash_mtl import NashMTL
 from mtl_keras.weighting.pcgrad import PCGrad
@@ -94,6 +100,7 @@ __all__ = [
     "STRATEGIES",
     "AlignedMTL",
     "CAGrad",
+    "ChainRuleJacobian",
     "ConFIG",
     "DualProj",
     "GeometricMean",
@@ -101,9 +108,12 @@ __all__ = [
     "GradNorm",
     "GradVac",
     "GradientAggregator",
+    "JacobianSource",
     "LossWeighting",
     "NashMTL",
     "PCGrad",
+    "ParameterJacobian",
+    "RepresentationJacobian",
     "Static",
     "StepContext",
     "UPGrad",

@@ -9,14 +9,28 @@ computes one loss per task (mean over labelled rows), packs everything into a
 Two families implement `compute_gradients`:
 
 - `LossWeighting` (one backward pass): a subclass implements
-  `combine(task_losses, training) -> (total, weights)`; the base
-  differentiates `total + regularization` once.
-- `GradientAggregator`: a subclass implements `aggregate(jacobian) ->
-  direction` on the `(num_tasks, num_shared_params)` Jacobian of the task
-  losses w.r.t. the shared parameters; task-specific parameters get their
-  own task's gradient.
+  `combine(task_losses, training, priors, labelled) -> (total, weights)`;
+  the base differentiates `total + regularization` once.
+- `GradientAggregator`: a subclass implements `combination(jacobian) ->
+  weights` (or `aggregate(jacobian) -> direction`) on the
+  `(num_tasks, n)` Jacobian of the task losses; the Jacobian comes from the
+  `JacobianSource` chosen at compile (`select_source`: parameters, chain
+  rule through the representation, or the representation itself with
+  `rep_grad`), which also pulls the direction back to the shared
+  parameters and handles replicas and loss scaling. Task-specific
+  parameters get their own task's gradient.
 
-Both are Keras layers so that their state lives in Keras variables: it is
+What a strategy knows about the step is explicit in `StepContext`: `priors`
+(the static task weights: spec `weight` or `compile(loss_weights=...)`)
+and `labelled` (labelled rows per task in the global batch). A strategy
+declares `applies_priors`; `compile` refuses non-default static weights for
+one that does not (FAMO, GeometricMean, GradNorm, every aggregator). A task
+without labelled rows in a step must leave the strategy's state as it was
+(its loss is 0 and gets no gradient; Uncertainty and IMTL-L drop its term,
+DWA, FAMO, GradNorm and GeometricMean leave it out). Per-epoch state gets
+`on_epoch_end`, driven by `MultiTaskModel.fit`.
+
+All are Keras layers so that their state lives in Keras variables: it is
 checkpointed, saved in `.keras` files and placed by `tf.distribute`.
 
 Shared representation (`rep_grad`). A model may name the layer(s) whose
@@ -28,10 +42,11 @@ z is computed from another. Usually z is one tensor (a shared bottom's
 trunk); it is several when the task-specific layers read shared tensors at
 several places, e.g. MMoE with a trainable encoder (the experts' outputs and
 the gates' input) or PLE (the last level's shared experts and each task's
-input). `MultiTaskModel` checks the cut when it is built. When a strategy's
-`needs_representation` is True (or `uses_representation` is and the model
-has one), `train_step` runs the model so that z is recorded on the tape and
-passes its tensors as `ctx.representation`. In `rep_grad` mode the per-task
+input). `MultiTaskModel` checks the cut when it is built
+(`mtl_keras.representation.find_cut`). When the strategy's compiled
+`JacobianSource` needs it (chain rule or `rep_grad`), `train_step` runs the
+model so that z is recorded on the tape and passes its tensors as
+`ctx.representation`. In `rep_grad` mode the per-task
 gradients w.r.t. all of z's tensors form one row per task (concatenated per
 sample), and the aggregated row is pulled back through all of them at once;
 shared parameters that z does not depend on get the plain sum-of-losses
@@ -66,47 +81,16 @@ import tensorflow as tf
 
 from mtl_keras.tasks import Task
 from mtl_keras.weighting import _ops
-from mtl_keras.weighting.jacobian import as_tensor_list
-
-
-def _replica_context() -> Any:
-    """The replica context when several replicas run in sync, else None."""
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync <= 1:
-        return None
-    return ctx
-
-
-def replica_sum(value: Any) -> Any:
-    """Sum of `value` over the replicas in sync (identity on one replica).
-
-    Not differentiated through: callers use it on gradients/Jacobians or
-    under `stop_gradient`.
-    """
-    ctx = _replica_context()
-    if ctx is None:
-        return value
-    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(value))
-
-
-def global_masked_mean(total: Any, count: Any) -> Any:
-    """`total / count` summed over the replicas, with a per-replica gradient.
-
-    `total` is this replica's sum of masked losses and `count` its number of
-    labelled elements. The value is the global-batch mean on every replica;
-    the gradient is `num_replicas * d(total) / global_count`, so that after
-    the strategies' division by `num_replicas` and the optimizer's sum over
-    replicas the update equals the single-device one (see module docstring).
-    """
-    ctx = _replica_context()
-    if ctx is None:
-        return tf.math.divide_no_nan(total, count)
-    global_total, global_count = tf.unstack(
-        ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(tf.stack([total, count])))
-    )
-    local = float(ctx.num_replicas_in_sync) * tf.math.divide_no_nan(total, global_count)
-    value = tf.math.divide_no_nan(global_total, global_count)
-    return local + tf.stop_gradient(value - local)
+from mtl_keras.weighting.jacobian import (
+    ChainRuleJacobian,
+    JacobianSource,
+    ParameterJacobian,
+    RepresentationJacobian,
+    fill_none,
+    scaled_losses,
+)
+from mtl_keras.weighting.replicas import global_masked_mean as global_masked_mean
+from mtl_keras.weighting.replicas import replica_sum as replica_sum
 
 
 @dataclasses.dataclass
@@ -130,6 +114,10 @@ class StepContext:
         representation: optional list of the shared representation's
             tensors recorded on the tape (for representation-gradient
             aggregation; see the module docstring).
+        priors: float32 (num_tasks,) static task weights (spec `weight` or
+            `compile(loss_weights=...)`); None means the tasks' own.
+        labelled: float32 (num_tasks,) number of labelled rows (or tokens)
+            per task in the global batch; None means unknown.
     """
 
     tape: tf.GradientTape
@@ -142,23 +130,8 @@ class StepContext:
     scale_loss: Callable[[Any], Any]
     num_replicas: int = 1
     representation: Any = None
-
-
-def missing_representation(strategy: str) -> ValueError:
-    """The error for a strategy that needs a representation the model lacks."""
-    return ValueError(
-        f"{strategy} needs a model that declares its shared representation: build it "
-        "with `representation=<layer name or names>` (every builder declares it; "
-        "`split` only without a skip connection across the split), or use rep_grad=False."
-    )
-
-
-def require_representation(ctx: StepContext, strategy: str) -> list[Any]:
-    """`ctx.representation` as a list of tensors, or a clear error."""
-    reps = as_tensor_list(ctx.representation)
-    if not reps:
-        raise missing_representation(f"{strategy}(rep_grad=True)")
-    return reps
+    priors: Any = None
+    labelled: Any = None
 
 
 class Weighting(keras.layers.Layer):
@@ -170,19 +143,39 @@ class Weighting(keras.layers.Layer):
 
     #: whether `MultiTaskModel` must record the step on a persistent tape
     needs_persistent_tape: bool = False
-    #: whether `MultiTaskModel` must pass the shared representation
-    needs_representation: bool = False
-    #: whether the strategy uses the representation when the model has one
-    #: (aggregators: the parameter Jacobian by the chain rule through it)
-    uses_representation: bool = False
+    #: whether the strategy multiplies each task's loss by its static weight
+    #: (`Task.weight` / `compile(loss_weights=...)`); `compile` refuses
+    #: non-default static weights for a strategy that does not
+    applies_priors: bool = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.task_names: list[str] = []
+        #: set by `MultiTaskModel.compile` (`select_source`)
+        self.jacobian_source: JacobianSource | None = None
+
+    def select_source(self, has_representation: bool) -> JacobianSource | None:
+        """The `JacobianSource` this strategy differentiates with, for a model
+        with or without a declared representation (None: one backward pass)."""
+        return None
+
+    def source_for(self, ctx: StepContext) -> JacobianSource:
+        """The compiled source, or one chosen from `ctx` (direct use without a model)."""
+        source = self.jacobian_source or self.select_source(ctx.representation is not None)
+        if source is None:
+            raise ValueError(f"{type(self).__name__} differentiates with no Jacobian source.")
+        return source
+
+    @property
+    def needs_representation(self) -> bool:
+        """Whether the step must record the model's representation on the tape."""
+        source = self.jacobian_source
+        return source is not None and source.needs_representation
 
     def build_for_tasks(self, tasks: list[Task]) -> None:
         """Creates the strategy's state for these tasks."""
         self.task_names = [t.name for t in tasks]
+        self.default_priors = [float(t.weight) for t in tasks]
         self.build_state(tasks)
         self.built = True
 
@@ -216,18 +209,44 @@ class Weighting(keras.layers.Layer):
     def num_tasks(self) -> int:
         return len(self.task_names)
 
-    def combine(self, task_losses: Any, training: bool = False) -> tuple[Any, Any]:
+    def prior_weights(self, priors: Any = None) -> Any:
+        """The static task weights as float32 (num_tasks,): `priors` (the
+        step's, see `StepContext.priors`) or the tasks' own."""
+        if priors is None:
+            priors = getattr(self, "default_priors", None) or [1.0] * self.num_tasks
+        return tf.cast(tf.convert_to_tensor(priors), tf.float32)
+
+    @staticmethod
+    def labelled_mask(task_losses: Any, labelled: Any = None) -> Any:
+        """1.0 for tasks with a labelled row in the step, else 0.0.
+
+        `labelled` is the model's count (`StepContext.labelled`). Without it
+        (a strategy used outside `MultiTaskModel`), a zero loss is taken to
+        mean "no labelled row".
+        """
+        if labelled is None:
+            return tf.cast(tf.cast(task_losses, tf.float32) > 0, tf.float32)
+        return tf.cast(tf.convert_to_tensor(labelled) > 0, tf.float32)
+
+    def combine(
+        self, task_losses: Any, training: bool = False, priors: Any = None, labelled: Any = None
+    ) -> tuple[Any, Any]:
         """Returns (scalar objective, per-task weights (num_tasks,)).
 
         Used by `test_step` to report a comparable `loss` and by loss
         weighting strategies as the training objective. Must not change state
-        when `training` is False.
+        when `training` is False. `priors` and `labelled` are the step's (see
+        `StepContext`); None: the tasks' own weights, labels unknown.
         """
         raise NotImplementedError
 
     def compute_gradients(self, ctx: StepContext) -> tuple[list[Any], Any]:
         """Returns (gradients aligned with `ctx.variables`, weights)."""
         raise NotImplementedError
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Called by `MultiTaskModel.fit` at the end of every training epoch
+        (before the user's callbacks); override for per-epoch state (DWA)."""
 
     def call(self, task_losses: Any) -> Any:
         return self.combine(task_losses, training=False)[0]
@@ -240,7 +259,9 @@ class LossWeighting(Weighting):
         # Re-enter the tape so that the combination (and any trainable state
         # in it, e.g. log-variances) is differentiated too.
         with ctx.tape:
-            total, weights = self.combine(ctx.task_losses, training=True)
+            total, weights = self.combine(
+                ctx.task_losses, training=True, priors=ctx.priors, labelled=ctx.labelled
+            )
             if ctx.regularization_loss is not None:
                 total = total + ctx.regularization_loss
             loss = ctx.scale_loss(total / ctx.num_replicas)
@@ -277,7 +298,8 @@ class GradientAggregator(Weighting):
     """
 
     needs_persistent_tape = True
-    uses_representation = True
+    #: the direction is the aggregator's, whatever the static task weights
+    applies_priors = False
     #: whether the direction is a combination `w @ J` of the task gradients
     #: given by `combination` (then `w` is logged as the task weights);
     #: aggregators that are not (GradDrop) override `aggregate` instead.
@@ -286,10 +308,6 @@ class GradientAggregator(Weighting):
     def __init__(self, rep_grad: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rep_grad = bool(rep_grad)
-
-    @property
-    def needs_representation(self) -> bool:  # type: ignore[override]
-        return self.rep_grad
 
     def aggregate(self, jacobian: Any) -> Any:
         """The update direction `(num_params,)` for a `(num_tasks, num_params)` Jacobian."""
@@ -309,7 +327,9 @@ class GradientAggregator(Weighting):
         direction = self.aggregate(jacobian)
         return direction, self.effective_weights(jacobian, direction)
 
-    def combine(self, task_losses: Any, training: bool = False) -> tuple[Any, Any]:
+    def combine(
+        self, task_losses: Any, training: bool = False, priors: Any = None, labelled: Any = None
+    ) -> tuple[Any, Any]:
         weights = tf.ones_like(task_losses)
         return tf.reduce_sum(task_losses), weights
 
@@ -322,106 +342,39 @@ class GradientAggregator(Weighting):
         ridge = 1e-8 * (tf.linalg.trace(gram) + 1.0)
         return tf.linalg.solve(gram + ridge * eye, rhs[:, None])[:, 0]
 
-    def _shared_from_parameters(
-        self, ctx: StepContext, losses: Any, shared_vars: list[Any], loss_scale: Any
-    ) -> tuple[list[Any], Any]:
-        """Aggregates the (global) parameter Jacobian of the shared variables."""
-        from mtl_keras.weighting.jacobian import task_jacobian, unflatten
-
-        # Rows are this replica's share; their sum over replicas is the
-        # global Jacobian, so every replica aggregates the same matrix.
-        local = task_jacobian(ctx.tape, losses, shared_vars, representation=ctx.representation)
-        jac = replica_sum(local) / loss_scale
-        direction, weights = self.direction_and_weights(jac)
-        # The optimizer sums the replicas' (identical) directions.
-        scale = loss_scale / float(ctx.num_replicas)
-        return unflatten(direction * scale, shared_vars), weights
-
-    def _shared_from_representation(
-        self,
-        ctx: StepContext,
-        losses: Any,
-        objective: Any,
-        shared_vars: list[Any],
-        loss_scale: Any,
-    ) -> tuple[list[Any], Any]:
-        """Aggregates the Jacobian w.r.t. the representation, then one VJP."""
-        from mtl_keras.weighting.jacobian import (
-            fill_none,
-            pack_samples,
-            representation_jacobian,
-            unpack_samples,
-        )
-
-        reps = require_representation(ctx, type(self).__name__)
-        num_tasks = losses.shape[0]
-        local = pack_samples(representation_jacobian(ctx.tape, losses, reps), num_tasks)
-        local = local / loss_scale
-        jac, offset = local, None
-        replica = _replica_context()
-        if replica is not None:
-            # The global batch's matrix is the replicas' blocks side by side
-            # (MirroredStrategy splits the batch in order).
-            gathered = replica.all_gather(tf.stop_gradient(local), axis=1)
-            jac = tf.reshape(gathered, [num_tasks, -1])  # keep T static
-            # Replicas may hold different numbers of rows (a global batch that
-            # does not split evenly): this replica's block starts after the
-            # blocks of the replicas before it.
-            sizes = replica.all_gather(tf.shape(local)[1:2], axis=0)
-            offset = tf.reduce_sum(sizes[: replica.replica_id_in_sync_group])
-        direction, weights = self.direction_and_weights(jac)
-        if offset is not None:
-            direction = direction[offset : offset + tf.shape(local)[1]]
-        upstream = unpack_samples(direction * loss_scale, reps)
-        # Each replica pulls back its own block; the optimizer's sum over
-        # replicas then gives the global-batch VJP.
-        grads = ctx.tape.gradient(reps, shared_vars, output_gradients=upstream)
-        missing = [i for i, g in enumerate(grads) if g is None]
-        if missing:
-            # Shared parameters after the representation (or beside it).
-            rest = [shared_vars[i] for i in missing]
-            plain = fill_none(ctx.tape.gradient(objective, rest), rest)
-            for i, g in zip(missing, plain):
-                grads[i] = g
-        return list(grads), weights
+    def select_source(self, has_representation: bool) -> JacobianSource:
+        if self.rep_grad:
+            return RepresentationJacobian(f"{type(self).__name__}(rep_grad=True)")
+        return ChainRuleJacobian() if has_representation else ParameterJacobian()
 
     def compute_gradients(self, ctx: StepContext) -> tuple[list[Any], Any]:
-        from mtl_keras.weighting.jacobian import fill_none
-
+        source = self.source_for(ctx)
+        losses = scaled_losses(ctx)
         with ctx.tape:  # record the scaling so the tape can differentiate it
-            losses = ctx.scale_loss(ctx.task_losses / ctx.num_replicas)
+            objective = tf.reduce_sum(losses)
             reg = None
             if ctx.regularization_loss is not None:
                 reg = ctx.scale_loss(ctx.regularization_loss / ctx.num_replicas)
-            objective = tf.reduce_sum(losses) + (reg if reg is not None else 0.0)
-        # The optimizer un-scales what we return, so aggregate the true
-        # Jacobian and hand back the direction times the loss scale.
-        loss_scale = tf.cast(ctx.scale_loss(tf.constant(1.0)), tf.float32)
         grads: list[Any] = [None] * len(ctx.variables)
         weights = tf.ones_like(ctx.task_losses)
-        if ctx.shared:
-            shared_vars = [ctx.variables[i] for i in ctx.shared]
-            if self.rep_grad:
-                shared_grads, weights = self._shared_from_representation(
-                    ctx, losses, objective, shared_vars, loss_scale
-                )
-            else:
-                shared_grads, weights = self._shared_from_parameters(
-                    ctx, losses, shared_vars, loss_scale
-                )
-            for i, g in zip(ctx.shared, shared_grads):
+        shared_vars = [ctx.variables[i] for i in ctx.shared]
+        if shared_vars:
+            direction, weights = self.direction_and_weights(source.matrix(ctx, shared_vars))
+            for i, g in zip(ctx.shared, source.pull_back(ctx, direction, shared_vars)):
                 grads[i] = g
         shared = set(ctx.shared)
         others = [i for i in range(len(ctx.variables)) if i not in shared]
         if others:
             # Task-specific parameters only see their own task's loss, so the
             # gradient of the plain sum gives each its own task's gradient.
+            if reg is not None:
+                with ctx.tape:
+                    objective = objective + reg
             own = ctx.tape.gradient(objective, [ctx.variables[i] for i in others])
             for i, g in zip(others, own):
                 grads[i] = g
-        if reg is not None and ctx.shared:
+        if reg is not None and shared_vars:
             # Regularization of shared parameters is added after aggregation.
-            shared_vars = [ctx.variables[i] for i in ctx.shared]
             reg_grads = fill_none(ctx.tape.gradient(reg, shared_vars), shared_vars)
             for i, r in zip(ctx.shared, reg_grads):
                 grads[i] = grads[i] + tf.cast(r, grads[i].dtype)

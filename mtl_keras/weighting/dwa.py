@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import keras
 import tensorflow as tf
 
 from mtl_keras.tasks import Task
 from mtl_keras.weighting.base import LossWeighting
-
-
-class _EpochBoundary(keras.metrics.Metric):
-    """A variable-free metric whose only job is to notice epoch boundaries.
-
-    `Model.fit` resets every metric (sublayer metrics included) at the start
-    of each epoch and `evaluate` at its start, so `reset_state` is a hook that
-    needs no change to the model. It logs nothing.
-    """
-
-    def __init__(self, on_reset: Callable[[], Any], name: str = "dwa_epoch_boundary") -> None:
-        super().__init__(name=name)
-        self._on_reset = on_reset
-
-    def update_state(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def result(self) -> dict[str, Any]:
-        return {}
-
-    def reset_state(self) -> None:
-        self._on_reset()
 
 
 @keras.saving.register_keras_serializable(package="mtl_keras")
@@ -49,16 +27,18 @@ class DWA(LossWeighting):
     `total = sum_k w_k * p_k * L_k` where `p_k` is the task spec's static
     weight (1 by default); the logged weight is `w_k * p_k`.
 
-    Epoch boundaries: by default the strategy sums each task's loss over the
-    training steps (in Keras variables) and closes an epoch when Keras resets
-    the model's metrics, which `fit` does at the start of every epoch and
-    `evaluate` at its start; so `compile(weighting="dwa")` then `fit(...)`
-    just works (with `validation_data` the epoch closes when validation
-    starts, which is the same boundary). Batches without labels for a task
-    do not count for it. `train_on_batch` resets metrics at every call, so
-    with it, or with any custom loop, pass `steps_per_epoch` (an epoch then
-    closes every that many training steps, counted inside the step, so it
-    also works with `steps_per_execution`) or call `end_epoch()` yourself.
+    Epoch boundaries: the strategy sums each task's loss over the training
+    steps (in Keras variables) and `MultiTaskModel.fit` closes the epoch
+    through `on_epoch_end` (a callback the model runs before the user's, so
+    `BackupAndRestore` and checkpoints save the closed epoch). All of the
+    history is Keras state: saved in `.keras` files and checkpoints, so a
+    resumed run continues it. Batches without labels for a task do not count
+    for it; an epoch without any leaves that task's history (and its ratio)
+    where it was, and a task with no history yet gets weight 1 while the
+    others share the rest. With `train_on_batch` or a custom loop, pass
+    `steps_per_epoch` (an epoch then closes every that many training steps,
+    counted inside the step, so it also works with `steps_per_execution`)
+    or call `end_epoch()` yourself.
 
     Args:
         temperature: softmax temperature `T` (paper: 2). Larger is smoother.
@@ -80,8 +60,6 @@ class DWA(LossWeighting):
             raise ValueError(f"DWA: `steps_per_epoch` must be >= 1, got {steps_per_epoch!r}.")
         self.temperature = float(temperature)
         self.steps_per_epoch = None if steps_per_epoch is None else int(steps_per_epoch)
-        if self.steps_per_epoch is None:
-            self.epoch_boundary = _EpochBoundary(self.end_epoch)
 
     def build_state(self, tasks: list[Task]) -> None:
         k = len(tasks)
@@ -91,15 +69,19 @@ class DWA(LossWeighting):
         self.prev2_losses = self.add_state("prev2_losses", (k,))  # L(t-2)
         self.epochs_seen = self.add_state("epochs_seen", ())
         self.steps_in_epoch = self.add_state("steps_in_epoch", ())
-        self._priors = [t.weight for t in tasks]
 
     def dwa_weights(self) -> Any:
         """The current `w_k` (without static priors), from stored epoch losses."""
         prev = tf.convert_to_tensor(self.prev_losses)
         prev2 = tf.convert_to_tensor(self.prev2_losses)
-        ratio = tf.where(prev2 > 0, tf.math.divide_no_nan(prev, prev2), tf.ones_like(prev))
-        k = tf.cast(tf.size(prev), tf.float32)
-        dynamic = k * tf.nn.softmax(ratio / self.temperature)
+        # Tasks with two epochs of history share their number of weights
+        # by softmax; a task without (never labelled) keeps weight 1 rather
+        # than the largest weight its missing ratio would give it.
+        known = prev2 > 0
+        ratio = tf.where(known, tf.math.divide_no_nan(prev, prev2), tf.ones_like(prev))
+        logits = tf.where(known, ratio / self.temperature, tf.fill(tf.shape(prev), -1e9))
+        k = tf.reduce_sum(tf.cast(known, tf.float32))
+        dynamic = tf.where(known, k * tf.nn.softmax(logits), tf.ones_like(prev))
         ready = tf.convert_to_tensor(self.epochs_seen) >= 2.0
         return tf.where(ready, dynamic, tf.ones_like(dynamic))
 
@@ -110,9 +92,12 @@ class DWA(LossWeighting):
         counts = tf.convert_to_tensor(self.loss_counts)
         close = tf.logical_and(close, tf.reduce_any(counts > 0))
         prev = tf.convert_to_tensor(self.prev_losses)
-        mean = tf.where(counts > 0, tf.math.divide_no_nan(sums, counts), prev)
-        self.prev2_losses.assign(tf.where(close, prev, self.prev2_losses))
-        self.prev_losses.assign(tf.where(close, mean, prev))
+        seen = counts > 0
+        # A task without labelled rows this epoch keeps its history.
+        shift = tf.logical_and(close, seen)
+        mean = tf.math.divide_no_nan(sums, counts)
+        self.prev2_losses.assign(tf.where(shift, prev, self.prev2_losses))
+        self.prev_losses.assign(tf.where(shift, mean, prev))
         self.epochs_seen.assign(self.epochs_seen + tf.cast(close, tf.float32))
         zeros = tf.zeros_like(sums)
         self.loss_sums.assign(tf.where(close, zeros, sums))
@@ -124,15 +109,20 @@ class DWA(LossWeighting):
         if self.built:
             self._close_epoch(tf.constant(True))
 
-    def combine(self, task_losses: Any, training: bool = False) -> tuple[Any, Any]:
-        weights = self.dwa_weights() * tf.constant(self._priors, tf.float32)
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.steps_per_epoch is None:
+            self.end_epoch()
+
+    def combine(
+        self, task_losses: Any, training: bool = False, priors: Any = None, labelled: Any = None
+    ) -> tuple[Any, Any]:
+        weights = self.dwa_weights() * self.prior_weights(priors)
         total = tf.reduce_sum(weights * task_losses)
         if training:
             losses = tf.stop_gradient(tf.cast(task_losses, tf.float32))
-            # A zero loss means no labelled row for the task in this batch.
-            labelled = tf.cast(losses > 0, tf.float32)
-            self.loss_sums.assign_add(losses * labelled)
-            self.loss_counts.assign_add(labelled)
+            present = self.labelled_mask(losses, labelled)
+            self.loss_sums.assign_add(losses * present)
+            self.loss_counts.assign_add(present)
             if self.steps_per_epoch is not None:
                 self.steps_in_epoch.assign_add(1.0)
                 self._close_epoch(self.steps_in_epoch >= float(self.steps_per_epoch))

@@ -34,9 +34,10 @@ class FAMO(LossWeighting):
     updates `xi` from the previous step's stored losses and this step's
     losses (a different batch, which the paper's "no extra pass" variant
     tolerates), then weights this step with the new `z`. Tasks without a
-    labelled row in either step (zero loss) are left out of `delta` and of
-    the step's weights. Static task weights (spec `weight`) do not apply:
-    scaling a loss does not change its log-decrease.
+    labelled row in either step are left out of `delta` and of the step's
+    weights (their logits only decay). Static task weights (spec `weight`,
+    `loss_weights`) do not apply: scaling a loss does not change its
+    log-decrease, so `compile` refuses them.
 
     State (logits, Adam moments, stored log losses) lives in non-trainable
     Keras variables, so it is checkpointed and saved with the model.
@@ -55,6 +56,8 @@ class FAMO(LossWeighting):
     >>> from mtl_keras import weighting
     >>> strategy = weighting.FAMO(learning_rate=0.025)
     """
+
+    applies_priors = False
 
     def __init__(
         self,
@@ -122,9 +125,11 @@ class FAMO(LossWeighting):
         self.prev_log_losses.assign(log_losses)
         self.prev_labelled.assign(labelled)
 
-    def combine(self, task_losses: Any, training: bool = False) -> tuple[Any, Any]:
+    def combine(
+        self, task_losses: Any, training: bool = False, priors: Any = None, labelled: Any = None
+    ) -> tuple[Any, Any]:
         losses = tf.cast(task_losses, tf.float32)
-        labelled = tf.cast(losses > 0, tf.float32)
+        labelled = self.labelled_mask(losses, labelled)
         if training:
             self._update_logits(tf.stop_gradient(self._log_losses(losses)), labelled)
         z = tf.nn.softmax(tf.convert_to_tensor(self.logits))

@@ -25,10 +25,10 @@ class GeometricMean(LossWeighting):
     depend on each loss's scale. Those `w_t` are the logged weights. The
     objective is stateless.
 
-    Tasks with a zero loss in a batch (no labelled row) are left out of the
-    product and T counts the others; losses are floored at `min_loss` before
-    the log. Static task weights (spec `weight`) do not apply: scaling a loss
-    only scales the objective.
+    Tasks without a labelled row in the batch are left out of the product
+    and T counts the others; losses are floored at `min_loss` before the
+    log. Static task weights (spec `weight`, `loss_weights`) do not apply:
+    scaling a loss only scales the objective, so `compile` refuses them.
 
     Args:
         min_loss: floor of each loss inside the log.
@@ -38,15 +38,19 @@ class GeometricMean(LossWeighting):
     >>> strategy = weighting.GeometricMean()
     """
 
+    applies_priors = False
+
     def __init__(self, min_loss: float = 1e-8, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if min_loss <= 0:
             raise ValueError(f"GeometricMean: `min_loss` must be > 0, got {min_loss!r}.")
         self.min_loss = float(min_loss)
 
-    def combine(self, task_losses: Any, training: bool = False) -> tuple[Any, Any]:
+    def combine(
+        self, task_losses: Any, training: bool = False, priors: Any = None, labelled: Any = None
+    ) -> tuple[Any, Any]:
         losses = tf.cast(task_losses, tf.float32)
-        present = tf.cast(losses > 0, tf.float32)
+        present = self.labelled_mask(losses, labelled)
         count = tf.reduce_sum(present)
         logs = tf.math.log(tf.maximum(losses, self.min_loss)) * present
         total = tf.exp(tf.math.divide_no_nan(tf.reduce_sum(logs), count))

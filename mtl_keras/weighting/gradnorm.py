@@ -8,25 +8,12 @@ import keras
 import tensorflow as tf
 
 from mtl_keras.tasks import Task
-from mtl_keras.weighting.base import (
-    LossWeighting,
-    StepContext,
-    replica_sum,
-    require_representation,
+from mtl_keras.weighting.base import LossWeighting, StepContext
+from mtl_keras.weighting.jacobian import (
+    JacobianSource,
+    ParameterJacobian,
+    RepresentationJacobian,
 )
-from mtl_keras.weighting.jacobian import pack_samples, representation_jacobian
-
-
-def _replica_mean(value: Any) -> Any:
-    """Mean over `tf.distribute` replicas (identity on one device).
-
-    The mean of the replicas' loss gradients is the global-batch gradient, so
-    every replica measures the same norms and computes the same weight update.
-    """
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync == 1:
-        return value
-    return ctx.all_reduce(tf.distribute.ReduceOp.MEAN, value)
 
 
 @keras.saving.register_keras_serializable(package="mtl_keras")
@@ -55,8 +42,9 @@ class GradNorm(LossWeighting):
     last shared Dense/Conv layer, falling back to the last shared variable;
     the paper uses the last shared layer's weights. Tasks with a zero loss in
     a batch (no labelled row) get no weight gradient and are left out of the
-    means. Static task weights (spec `weight`) do not apply: GradNorm learns
-    the weights. Costs one extra backward pass per task (from its loss down
+    means (the model's labelled-row count decides). Static task weights (spec
+    `weight`, `loss_weights`) do not apply: GradNorm learns the weights, so
+    `compile` refuses them. Costs one extra backward pass per task (from its loss down
     to `W` only), hence a persistent tape. As the model's optimizer updates
     the weights, its learning rate applies; with a weight-decaying optimizer
     exclude them, e.g. `AdamW(...).exclude_from_weight_decay(
@@ -81,10 +69,7 @@ class GradNorm(LossWeighting):
     """
 
     needs_persistent_tape = True
-
-    @property
-    def needs_representation(self) -> bool:  # type: ignore[override]
-        return self.rep_grad
+    applies_priors = False
 
     def __init__(
         self,
@@ -113,9 +98,18 @@ class GradNorm(LossWeighting):
         w = tf.maximum(tf.convert_to_tensor(self.task_weights), self.min_weight)
         return float(self.num_tasks) * w / tf.reduce_sum(w)
 
-    def combine(self, task_losses: Any, training: bool = False) -> tuple[Any, Any]:
+    def combine(
+        self, task_losses: Any, training: bool = False, priors: Any = None, labelled: Any = None
+    ) -> tuple[Any, Any]:
         weights = tf.stop_gradient(self.normalized_weights())
         return tf.reduce_sum(weights * task_losses), weights
+
+    def select_source(self, has_representation: bool) -> JacobianSource:
+        # Norms of the rows of the (global) task Jacobian: on the probed
+        # kernel, or on the representation with rep_grad.
+        if self.rep_grad:
+            return RepresentationJacobian("GradNorm(rep_grad=True)")
+        return ParameterJacobian()
 
     @staticmethod
     def select_shared(ctx: StepContext) -> list[int]:
@@ -125,10 +119,13 @@ class GradNorm(LossWeighting):
         kernels = [i for i in ctx.shared if len(ctx.variables[i].shape) >= 2]
         return [kernels[-1] if kernels else ctx.shared[-1]]
 
-    def weight_gradient(self, weights: Any, grad_norms: Any, task_losses: Any) -> Any:
-        """`dL_grad / dw` given normalised weights and `||grad_W L_i||`."""
+    def weight_gradient(
+        self, weights: Any, grad_norms: Any, task_losses: Any, labelled: Any = None
+    ) -> Any:
+        """`dL_grad / dw` given normalised weights and `||grad_W L_i||`; tasks
+        without labelled rows (`labelled`, see `StepContext`) are left out."""
         losses = tf.cast(task_losses, tf.float32)
-        present = tf.cast(losses > 0, tf.float32)
+        present = self.labelled_mask(losses, labelled)
         count = tf.reduce_sum(present)
         initial = tf.convert_to_tensor(self.initial_losses)
         ratio = present * tf.math.divide_no_nan(losses, initial)
@@ -141,8 +138,10 @@ class GradNorm(LossWeighting):
 
     def compute_gradients(self, ctx: StepContext) -> tuple[list[Any], Any]:
         losses = tf.stop_gradient(tf.cast(ctx.task_losses, tf.float32))
-        # L_i(0): the first non-zero loss of each task.
-        self.initial_losses.assign(tf.where(self.initial_losses > 0, self.initial_losses, losses))
+        # L_i(0): each task's loss at its first labelled step.
+        present = self.labelled_mask(losses, ctx.labelled) > 0
+        unset = tf.logical_and(self.initial_losses <= 0, present)
+        self.initial_losses.assign(tf.where(unset, losses, self.initial_losses))
         weights = self.normalized_weights()
         # Keep the state renormalised (the optimizer moved it last step).
         self.task_weights.assign(weights)
@@ -151,49 +150,26 @@ class GradNorm(LossWeighting):
             if ctx.regularization_loss is not None:
                 total = total + ctx.regularization_loss
             loss = ctx.scale_loss(total / ctx.num_replicas)
-            scaled = ctx.scale_loss(ctx.task_losses)
         own = set(ctx.own)
         net = [i for i in range(len(ctx.variables)) if i not in own]
         grads: list[Any] = [None] * len(ctx.variables)
         for i, g in zip(net, ctx.tape.gradient(loss, [ctx.variables[i] for i in net])):
             grads[i] = g
-        loss_scale = tf.cast(ctx.scale_loss(tf.constant(1.0)), tf.float32)
-        if self.rep_grad:
-            norms = self._representation_norms(ctx, scaled) / loss_scale
-        else:
-            norms = self._kernel_norms(ctx, scaled) / loss_scale
-        grad_w = self.weight_gradient(weights, norms, losses)
+        grad_w = self.weight_gradient(weights, self.gradient_norms(ctx), losses, ctx.labelled)
         # The optimizer un-scales and sums over replicas what we return.
+        scale = tf.cast(ctx.scale_loss(tf.constant(1.0)), tf.float32) / ctx.num_replicas
         for i in ctx.own:
             if ctx.variables[i] is self.task_weights:
-                grads[i] = grad_w * loss_scale / ctx.num_replicas
+                grads[i] = grad_w * scale
         return grads, weights
 
-    def _kernel_norms(self, ctx: StepContext, scaled: Any) -> Any:
-        """`||grad_W L_i||` on the last shared kernel W, global over replicas."""
+    def gradient_norms(self, ctx: StepContext) -> Any:
+        """`||grad_W L_i||` (or `||grad_z L_i||` with rep_grad) over the global batch."""
         probe = [ctx.variables[i] for i in self.select_shared(ctx)]
-        if not probe:
+        if not self.rep_grad and not probe:
             return tf.zeros([self.num_tasks])
-        with ctx.tape:  # slices taken outside the tape are not recorded
-            per_task = tf.unstack(scaled, num=self.num_tasks)
-        norms = []
-        for loss in per_task:
-            g = [_replica_mean(x) for x in ctx.tape.gradient(loss, probe) if x is not None]
-            norms.append(
-                tf.linalg.global_norm([tf.cast(x, tf.float32) for x in g])
-                if g
-                else tf.constant(0.0)
-            )
-        return tf.stack(norms)
-
-    def _representation_norms(self, ctx: StepContext, scaled: Any) -> Any:
-        """`||grad_z L_i||` over the global batch's representation z."""
-        reps = require_representation(ctx, "GradNorm")
-        flat = pack_samples(representation_jacobian(ctx.tape, scaled, reps), self.num_tasks)
-        # Each replica holds num_replicas x its block of the global gradient
-        # (see `global_masked_mean`); the blocks tile the global batch.
-        squares = replica_sum(tf.reduce_sum(tf.square(flat), axis=1))
-        return tf.sqrt(squares) / float(ctx.num_replicas)
+        jac = self.source_for(ctx).matrix(ctx, probe)
+        return tf.norm(jac, axis=1)
 
     def get_config(self) -> dict[str, Any]:
         return {

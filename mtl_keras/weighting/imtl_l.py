@@ -46,12 +46,15 @@ class IMTLL(LossWeighting):
             initializer=keras.initializers.Constant(self.init_log_scale),
             dtype="float32",
         )
-        self._priors = [t.weight for t in tasks]
 
-    def combine(self, task_losses: Any, training: bool = False) -> tuple[Any, Any]:
+    def combine(
+        self, task_losses: Any, training: bool = False, priors: Any = None, labelled: Any = None
+    ) -> tuple[Any, Any]:
         s = tf.convert_to_tensor(self.log_scales)
-        weights = tf.exp(s) * tf.constant(self._priors, tf.float32)
-        total = tf.reduce_sum(weights * task_losses - s)
+        weights = tf.exp(s) * self.prior_weights(priors)
+        # No labelled row: no term, so the task's scale stays where it is.
+        present = self.labelled_mask(task_losses, labelled)
+        total = tf.reduce_sum(present * (weights * task_losses - s))
         return total, weights
 
     def get_config(self) -> dict[str, Any]:

@@ -1,10 +1,14 @@
-"""Per-task gradients of the shared parameters, as one `(tasks, params)` matrix."""
+"""Per-task gradients of the shared parameters, as one `(tasks, params)` matrix,
+and the `JacobianSource`s a strategy takes them from."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import tensorflow as tf
+
+from mtl_keras.representation import as_tensor_list, require
+from mtl_keras.weighting.replicas import replica_context, replica_sum
 
 
 def flatten(tensors: list[Any]) -> Any:
@@ -51,15 +55,6 @@ def _pfor_jacobian(tape: tf.GradientTape, task_losses: Any, variables: list[Any]
     blocks = tape.jacobian(task_losses, variables, experimental_use_pfor=True)
     blocks = fill_none(blocks, variables, [num_tasks])
     return tf.concat([tf.reshape(tf.cast(b, tf.float32), [num_tasks, -1]) for b in blocks], axis=1)
-
-
-def as_tensor_list(representation: Any) -> list[Any]:
-    """The representation as a list of tensors (one tensor, or a list)."""
-    if representation is None:
-        return []
-    if isinstance(representation, (list, tuple)):
-        return list(representation)
-    return [representation]
 
 
 def representation_jacobian(tape: tf.GradientTape, task_losses: Any, representation: Any) -> Any:
@@ -197,3 +192,133 @@ def task_jacobian(
         except (ValueError, TypeError, NotImplementedError, tf.errors.OpError):
             pass  # an op without a pfor rule: differentiate task by task
     return _loop_jacobian(tape, task_losses, variables)
+
+
+def scaled_losses(ctx: Any) -> Any:
+    """The step's task losses divided by the replicas and loss-scaled, recorded
+    on the tape (what is differentiated; see `mtl_keras.weighting.base`)."""
+    with ctx.tape:
+        return ctx.scale_loss(ctx.task_losses / ctx.num_replicas)
+
+
+def loss_scale(ctx: Any) -> Any:
+    """The optimizer's loss scale as a float32 scalar (1 without mixed precision)."""
+    return tf.cast(ctx.scale_loss(tf.constant(1.0)), tf.float32)
+
+
+class JacobianSource:
+    """Where a strategy gets the per-task gradient matrix of the shared
+    parameters, and how a direction on it becomes parameter gradients.
+
+    The split follows torchjd (autojac vs aggregation): a source differentiates,
+    an aggregator only combines rows. Chosen once, at compile
+    (`Weighting.select_source`). Every source handles `tf.distribute`: its
+    `matrix` is the global batch's, identical on every replica, and
+    `pull_back` returns gradients that the optimizer's sum over replicas
+    turns into the single-device update.
+
+    - `ParameterJacobian`: rows are the task gradients w.r.t. the variables.
+    - `ChainRuleJacobian`: the same matrix, computed through the model's
+      shared representation (towers once per task, trunk once for all).
+    - `RepresentationJacobian`: rows are the task gradients w.r.t. the
+      representation z (`rep_grad`), one column per sample and unit.
+
+    Example:
+    >>> source = ParameterJacobian()
+    >>> source.needs_representation
+    False
+    """
+
+    #: whether the step must record the model's representation on the tape
+    needs_representation: bool = False
+
+    def matrix(self, ctx: Any, variables: list[Any]) -> Any:
+        """The float32 `(num_tasks, n)` Jacobian of the true (unscaled) task
+        losses of the global batch."""
+        raise NotImplementedError
+
+    def pull_back(self, ctx: Any, direction: Any, variables: list[Any]) -> list[Any]:
+        """Gradients for `variables` whose update follows `direction` (a row
+        like the matrix's), loss-scaled and divided by the replicas as the
+        optimizer expects."""
+        raise NotImplementedError
+
+
+class ParameterJacobian(JacobianSource):
+    """Task gradients w.r.t. the parameters, all-reduced over replicas."""
+
+    representation_aware = False
+
+    def matrix(self, ctx: Any, variables: list[Any]) -> Any:
+        reps = ctx.representation if self.representation_aware else None
+        # Rows are this replica's share; their sum over replicas is the
+        # global Jacobian, so every replica aggregates the same matrix.
+        local = task_jacobian(ctx.tape, scaled_losses(ctx), variables, representation=reps)
+        return replica_sum(local) / loss_scale(ctx)
+
+    def pull_back(self, ctx: Any, direction: Any, variables: list[Any]) -> list[Any]:
+        # The optimizer sums the replicas' (identical) directions and
+        # un-scales them.
+        return unflatten(direction * (loss_scale(ctx) / float(ctx.num_replicas)), variables)
+
+
+class ChainRuleJacobian(ParameterJacobian):
+    """`ParameterJacobian` computed by the chain rule through the representation."""
+
+    needs_representation = True
+    representation_aware = True
+
+
+class RepresentationJacobian(JacobianSource):
+    """Task gradients w.r.t. the shared representation z (MGDA-UB's `rep_grad`).
+
+    Under `tf.distribute` the global matrix is the replicas' blocks side by
+    side (MirroredStrategy splits the batch in order); each replica pulls
+    back its own block of the direction.
+    """
+
+    needs_representation = True
+
+    def __init__(self, strategy: str = "rep_grad") -> None:
+        self.strategy = strategy
+
+    def _local(self, ctx: Any) -> Any:
+        reps = require(ctx.representation, self.strategy)
+        num_tasks = ctx.task_losses.shape[0]
+        blocks = representation_jacobian(ctx.tape, scaled_losses(ctx), reps)
+        return pack_samples(blocks, num_tasks) / loss_scale(ctx)
+
+    def matrix(self, ctx: Any, variables: list[Any] | None = None) -> Any:
+        local = self._local(ctx)
+        replica = replica_context()
+        if replica is None:
+            return local
+        gathered = replica.all_gather(tf.stop_gradient(local), axis=1)
+        return tf.reshape(gathered, [ctx.task_losses.shape[0], -1])  # keep T static
+
+    def pull_back(self, ctx: Any, direction: Any, variables: list[Any]) -> list[Any]:
+        reps = require(ctx.representation, self.strategy)
+        replica = replica_context()
+        if replica is not None:
+            size = tf.shape(reps[0])[0] * sum(_per_sample_size(z) for z in reps)
+            # Replicas may hold different numbers of rows (a global batch that
+            # does not split evenly, e.g. 32/31 over two workers): this
+            # replica's block starts after the blocks of the replicas before it.
+            sizes = replica.all_gather(tf.reshape(size, [1]), axis=0)
+            offset = tf.reduce_sum(sizes[: replica.replica_id_in_sync_group])
+            direction = direction[offset : offset + size]
+        upstream = unpack_samples(direction * loss_scale(ctx), reps)
+        # Each replica pulls back its own block; the optimizer's sum over
+        # replicas then gives the global-batch VJP.
+        grads = ctx.tape.gradient(reps, variables, output_gradients=upstream)
+        missing = [i for i, g in enumerate(grads) if g is None]
+        if missing:
+            # Shared parameters after the representation (or beside it) get
+            # the plain sum-of-losses gradient.
+            rest = [variables[i] for i in missing]
+            losses = scaled_losses(ctx)
+            with ctx.tape:
+                total = tf.reduce_sum(losses)
+            for i, g in zip(missing, fill_none(ctx.tape.gradient(total, rest), rest)):
+                grads[i] = g
+        return list(grads)

@@ -7,7 +7,6 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from mtl_keras.tasks import Task
 from mtl_keras.weighting.base import LossWeighting
 
 
@@ -51,9 +50,6 @@ class RLW(LossWeighting):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed, name="rlw_seed")
 
-    def build_state(self, tasks: list[Task]) -> None:
-        self._priors = [t.weight for t in tasks]
-
     def _scale(self) -> float:
         return float(self.num_tasks) if self.total_weight is None else self.total_weight
 
@@ -62,12 +58,14 @@ class RLW(LossWeighting):
         logits = keras.random.normal((self.num_tasks,), seed=self.seed_generator)
         return self._scale() * tf.nn.softmax(tf.cast(logits, tf.float32))
 
-    def combine(self, task_losses: Any, training: bool = False) -> tuple[Any, Any]:
+    def combine(
+        self, task_losses: Any, training: bool = False, priors: Any = None, labelled: Any = None
+    ) -> tuple[Any, Any]:
         if training:
             weights = self.sample_weights()
         else:
             weights = tf.fill([self.num_tasks], self._scale() / self.num_tasks)
-        weights = weights * tf.constant(self._priors, tf.float32)
+        weights = weights * self.prior_weights(priors)
         return tf.reduce_sum(weights * task_losses), weights
 
     # `Layer.save_own_variables` skips seed generators; save the generator's

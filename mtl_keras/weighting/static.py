@@ -45,10 +45,14 @@ class Static(LossWeighting):
         for name, w in self.weights_by_task.items():
             if not isinstance(w, (int, float)) or w < 0:
                 raise ValueError(f"Static: weight of task {name!r} must be >= 0, got {w!r}.")
-        self._values = [float(self.weights_by_task.get(t.name, t.weight)) for t in tasks]
+        # NaN: the task's static weight (the step's prior) applies.
+        self._overrides = [float(self.weights_by_task.get(t.name, "nan")) for t in tasks]
 
-    def combine(self, task_losses: Any, training: bool = False) -> tuple[Any, Any]:
-        weights = tf.constant(self._values, dtype=tf.float32)
+    def combine(
+        self, task_losses: Any, training: bool = False, priors: Any = None, labelled: Any = None
+    ) -> tuple[Any, Any]:
+        overrides = tf.constant(self._overrides, tf.float32)
+        weights = tf.where(tf.math.is_nan(overrides), self.prior_weights(priors), overrides)
         return tf.reduce_sum(weights * task_losses), weights
 
     def get_config(self) -> dict[str, Any]:

@@ -49,7 +49,8 @@ class Uncertainty(LossWeighting):
 
     The logged weight of task t is the factor in front of `L_t`
     (`0.5 * exp(-s_t)` or `exp(-s_t)`). Static task weights multiply `L_t`
-    before this, so they still act as priors. `s_t` starts at `init_log_var`
+    before this, so they still act as priors. A task with no labelled row in
+    the step leaves the objective (its `s_t` gets no gradient). `s_t` starts at `init_log_var`
     (0: weights 0.5 / 1) and is trained by the model's optimizer.
 
     `s_t` is kept in `log_var_bounds` (a constraint applied after every
@@ -98,16 +99,21 @@ class Uncertainty(LossWeighting):
             constraint=None if self.log_var_bounds is None else LogVarBounds(*self.log_var_bounds),
         )
         self._factor = [0.5 if isinstance(t, Regression) else 1.0 for t in tasks]
-        self._priors = [t.weight for t in tasks]
 
-    def combine(self, task_losses: Any, training: bool = False) -> tuple[Any, Any]:
+    def combine(
+        self, task_losses: Any, training: bool = False, priors: Any = None, labelled: Any = None
+    ) -> tuple[Any, Any]:
         log_vars = tf.convert_to_tensor(self.log_vars)
         if self.log_var_bounds is not None:
             # Also here: a value assigned (or restored) out of bounds.
             log_vars = tf.clip_by_value(log_vars, *self.log_var_bounds)
         weights = tf.constant(self._factor, tf.float32) * tf.exp(-log_vars)
-        priors = tf.constant(self._priors, tf.float32)
-        total = tf.reduce_sum(weights * priors * task_losses + 0.5 * log_vars)
+        # A task without labelled rows contributes nothing, so its
+        # log-variance gets no gradient (the 0.5 * s_t term alone would
+        # drive it down and its weight up).
+        present = self.labelled_mask(task_losses, labelled)
+        terms = weights * self.prior_weights(priors) * task_losses + 0.5 * log_vars
+        total = tf.reduce_sum(present * terms)
         return total, weights
 
     def at_bounds(self, task_names: list[str] | None = None) -> list[str]:

@@ -65,16 +65,15 @@ def test_steps_per_epoch_in_graph() -> None:
 
 
 @pytest.mark.parametrize("validation", [False, True], ids=["train", "val"])
-def test_fit_closes_epochs_at_metric_reset(validation: bool) -> None:
+def test_fit_closes_every_epoch_at_its_end(validation: bool) -> None:
     x, y = toy_data(64)
     model = toy_model(weighting="dwa", metrics={"click": [], "dwell": []})
     val = (x, y) if validation else None
     h = model.fit(x, y, batch_size=32, epochs=3, verbose=0, validation_data=val).history
     dwa = model.weighting
-    # Without validation, epoch t closes when epoch t+1 starts (epoch 3 is
-    # still open); with it, when validation of epoch t starts, and the reset
-    # at the next epoch's start finds nothing to close.
-    closed = 3 if validation else 2
+    # `fit` closes every epoch at its end (the model's epoch hook), with or
+    # without validation.
+    closed = 3
     np.testing.assert_allclose(dwa.epochs_seen, closed)
     losses = np.array([h["click_loss"], h["dwell_loss"]]).T  # (epoch, task)
     np.testing.assert_allclose(dwa.prev_losses, losses[closed - 1], rtol=1e-5)

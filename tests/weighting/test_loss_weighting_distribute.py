@@ -45,4 +45,4 @@ def test_fit_under_mirrored_strategy() -> None:
             assert np.all(np.isfinite(history[key])), (name, key, history[key])
         for value in history["state"]:
             assert np.all(np.isfinite(value)), (name, value)
-    assert results["dwa"]["state"][4] == 2.0  # epochs_seen: two epochs closed
+    assert results["dwa"]["state"][4] == 3.0  # epochs_seen: fit closes each of the 3 epochs

@@ -15,7 +15,7 @@ import tensorflow as tf
 import mtl_keras as mk
 from mtl_keras import builders
 from mtl_keras.layers import RepresentationTap
-from mtl_keras.model import RepresentationError
+from mtl_keras.representation import RepresentationError
 from mtl_keras.weighting.base import GradientAggregator
 from mtl_keras.weighting.jacobian import pack_samples, representation_jacobian, task_jacobian
 
