@@ -5,6 +5,7 @@ from mtl_keras.layers.expert_mixture import ExpertMixture
 from mtl_keras.layers.experts import Experts
 from mtl_keras.layers.gate import Gate
 from mtl_keras.layers.mlp import MLP
+from mtl_keras.layers.numeric_embeddings import PeriodicEmbedding, PiecewiseLinearEncoding
 from mtl_keras.layers.representation_tap import RepresentationTap
 from mtl_keras.layers.sequence_pooling import SequencePooling
 from mtl_keras.layers.tabular_encoder import TabularEncoder
@@ -17,6 +18,8 @@ __all__ = [
     "ExpertMixture",
     "Experts",
     "Gate",
+    "PeriodicEmbedding",
+    "PiecewiseLinearEncoding",
     "RepresentationTap",
     "SequencePooling",
     "TabularEncoder",
