@@ -7,6 +7,8 @@ from typing import Any, Mapping
 import numpy as np
 import tensorflow as tf
 
+from mtl_keras.data.gather import gather_batches
+
 
 def from_arrays(
     features: Any,
@@ -54,10 +56,9 @@ def from_arrays(
         parts += ({k: np.asarray(v) for k, v in labels.items()},)
     if sample_weight is not None:
         parts += ({k: np.asarray(v, dtype="float32") for k, v in sample_weight.items()},)
-    ds = tf.data.Dataset.from_tensor_slices(parts if len(parts) > 1 else parts[0])
-    if shuffle:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = gather_batches(
+        parts if len(parts) > 1 else parts[0], n, batch_size, shuffle, seed, drop_remainder
+    )
     if cache and not shuffle:
         ds = ds.cache()
     return ds.prefetch(tf.data.AUTOTUNE)
