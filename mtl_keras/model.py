@@ -10,6 +10,7 @@ from keras.src.trainers.data_adapters import data_adapter_utils
 from keras.src.utils.tracking import DotNotTrackScope
 
 from mtl_keras import weighting as weighting_lib
+from mtl_keras.compile_defaults import compile_defaults
 from mtl_keras.scalar_mean import ScalarMean
 from mtl_keras.tasks import Task, validate_tasks
 from mtl_keras.weighting.base import (
@@ -281,6 +282,11 @@ class MultiTaskModel(keras.Model):
             **kwargs: passed to `keras.Model.compile` (`jit_compile`,
                 `steps_per_execution`, `run_eagerly`, ...). Keras's own
                 `loss`/`metrics` machinery is not used: losses are per task.
+                Unset `steps_per_execution` defaults to 32 (1 when eager or
+                under MultiWorkerMirroredStrategy) and unset `jit_compile` to
+                False on CPU for loss-weighting strategies
+                (`mtl_keras.compile_defaults`); callbacks then see every
+                32nd batch.
         """
         for key in ("weighted_metrics",):
             if kwargs.get(key):
@@ -324,7 +330,9 @@ class MultiTaskModel(keras.Model):
         if not strategy.built:
             strategy.build_for_tasks(self._effective_tasks)
 
-        super().compile(optimizer=optimizer, **kwargs)
+        # Unset steps_per_execution / jit_compile get measured defaults; the
+        # saved compile config keeps only what the caller passed.
+        super().compile(optimizer=optimizer, **compile_defaults(strategy, kwargs))
         with DotNotTrackScope():
             self._loss_tracker = ScalarMean(name="loss")
         self.weighting = strategy
