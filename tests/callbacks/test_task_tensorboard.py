@@ -106,10 +106,10 @@ def test_batch_scalars_with_steps_per_execution(tmp_path):
     assert sorted(train["click/batch_loss"]) == [4, 6]
 
 
-def test_batch_end_is_async_safe_unless_timing_or_profiling():
+def test_batch_end_is_async_safe_unless_timing_or_profiling(tmp_path):
     # Backends with thread-safe dispatch then run batch ends off the step loop.
-    assert TaskTensorBoard("unused", update_freq="batch").async_safe
-    assert not TaskTensorBoard("unused", write_steps_per_second=True).async_safe
+    assert TaskTensorBoard(str(tmp_path), update_freq="batch").async_safe
+    assert not TaskTensorBoard(str(tmp_path), write_steps_per_second=True).async_safe
 
 
 def test_int_update_freq(tmp_path):
