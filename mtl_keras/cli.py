@@ -40,6 +40,7 @@ def run_demo(
     verbose: int | str = "auto",
     patience: int = 4,
     weight_decay: float = 1e-4,
+    ema_momentum: float | None = None,
 ) -> dict[str, Any]:
     """Trains an MMoE model on Census-Income, reports per-task test results
     and exports a SavedModel for TF Serving. Returns the results.
@@ -90,7 +91,11 @@ def run_demo(
         name="census_mmoe",
     )
     steps_per_epoch = -(-len(train) // batch_size)
-    model.compile(demo_optimizer(steps_per_epoch, epochs, learning_rate, weight_decay=weight_decay), weighting=weighting)
+    optimizer = demo_optimizer(
+        steps_per_epoch, epochs, learning_rate, weight_decay=weight_decay,
+        ema_momentum=ema_momentum,
+    )  # fmt: skip
+    model.compile(optimizer, weighting=weighting)
     train_ds = mk.data.from_arrays(
         train.features, train.labels, batch_size=batch_size, shuffle=True, seed=seed
     )
@@ -108,7 +113,12 @@ def run_demo(
         train_ds,
         validation_data=val_ds,
         epochs=epochs,
-        callbacks=[board, demo_early_stopping(TASKS, patience)],
+        callbacks=[
+            board,
+            # EMA weights for validation and early stopping (swapped before it).
+            *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema_momentum else []),
+            demo_early_stopping(TASKS, patience),
+        ],
         shuffle=False,  # the dataset reshuffles every epoch itself
         verbose=verbose,
     )

@@ -174,8 +174,14 @@ def demo_optimizer(
     learning_rate: float = 2e-3,
     warmup_epochs: int = 1,
     weight_decay: float = 1e-4,
+    ema_momentum: float | None = None,
 ) -> Any:
     """AdamW with a linear warm-up then cosine decay to 0 over `epochs`.
+
+    With `ema_momentum`, the optimizer also keeps an exponential moving
+    average of the weights (`use_ema`); pair it with
+    `keras.callbacks.SwapEMAWeights(swap_on_epoch=True)` placed before early
+    stopping so validation and the restored weights are the averaged ones.
 
     Example:
     >>> opt = demo_optimizer(steps_per_epoch=100)  # doctest: +SKIP
@@ -189,7 +195,12 @@ def demo_optimizer(
         warmup_target=learning_rate if warmup else None,
         warmup_steps=warmup,
     )
-    return keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+    return keras.optimizers.AdamW(
+        schedule,
+        weight_decay=weight_decay,
+        use_ema=ema_momentum is not None,
+        ema_momentum=ema_momentum or 0.99,
+    )
 
 
 def demo_early_stopping(tasks: Any = TASKS, patience: int = 4) -> Any:
