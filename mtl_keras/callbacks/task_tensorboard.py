@@ -101,6 +101,8 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
             x). When the model has `mtl_keras.layers.Gate` layers (MMoE, PLE),
             the mean gate weight of every expert is written at each epoch end
             as `gates/<gate key>/expert_<i>`; otherwise nothing is written.
+            Per-task fusion weights of `builders.fusion` models are written
+            the same way as `fusion/<task>/<modality>`.
 
     Example:
     >>> import tempfile
@@ -176,6 +178,7 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
             None if similarity_data is None else monitoring.unpack_batch(similarity_data)
         )
         self._gate_model: Any = None
+        self._fusion_model: Any = None
 
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments (TensorBoard's plus `tasks`)."""
@@ -203,6 +206,7 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
     def set_model(self, model: keras.Model) -> None:
         super().set_model(model)
         self._gate_model = monitoring.gate_weights_model(model)
+        self._fusion_model = _fusion_weights_model(model)
         if self.tasks is not None:
             self._task_names = list(self.tasks)
             return
@@ -326,8 +330,8 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
             )
 
     def _write_gate_utilisation(self, epoch: int) -> None:
-        if self._gate_model is None:
-            return  # no Gate layers: nothing to log
+        if self._gate_model is None and self._fusion_model is None:
+            return  # no Gate / FusionWeights layers: nothing to log
         x = self.gate_data
         if x is None:
             if self._similarity_batch is None:
@@ -335,11 +339,17 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
             x = self._similarity_batch[0]
         if not isinstance(x, (list, tuple, dict)):
             x = [x]  # gate_model takes `model.inputs`, always a list
-        weights = self._gate_model(x, training=False)
         with self._train_writer.as_default():
-            for key, w in weights.items():
-                for i, value in enumerate(np.asarray(w).mean(axis=0)):
-                    self.summary.scalar(f"gates/{key}/expert_{i}", value, step=epoch)
+            if self._gate_model is not None:
+                for key, w in self._gate_model(x, training=False).items():
+                    for i, value in enumerate(np.asarray(w).mean(axis=0)):
+                        self.summary.scalar(f"gates/{key}/expert_{i}", value, step=epoch)
+            if self._fusion_model is not None:
+                # Which modality each task relies on (builders.fusion).
+                fusion_model, modalities = self._fusion_model
+                for task, w in fusion_model(x, training=False).items():
+                    for modality, value in zip(modalities, np.asarray(w).mean(axis=0)):
+                        self.summary.scalar(f"fusion/{task}/{modality}", value, step=epoch)
 
     def _model_task_names(self) -> list[str]:
         # Gradients come in the model's task order, whatever `tasks` says.
@@ -367,3 +377,15 @@ def _task_names(tasks: Any) -> list[str]:
     if len(set(names)) != len(names):
         raise ValueError(f"`tasks` has duplicated names: {names}.")
     return names
+
+
+def _fusion_weights_model(model: keras.Model) -> tuple[keras.Model, list[str]] | None:
+    """(model returning `{task: (batch, M) fusion weights}`, modality names), or
+    None when `model` has no `FusionWeights` layers."""
+    from mtl_keras.layers.fusion_weights import FusionWeights
+
+    if not any(isinstance(layer, FusionWeights) for layer in model.layers):
+        return None
+    from mtl_keras.builders.fusion import fusion_weight_model, modality_names
+
+    return fusion_weight_model(model), modality_names(model)

@@ -324,7 +324,7 @@ def _metadata(
         )
     import mtl_keras  # late: safe even if the package root imports this module
 
-    return {
+    metadata = {
         "format_version": METADATA_FORMAT_VERSION,
         "mtl_keras_version": mtl_keras.__version__,
         "keras_version": keras.__version__,
@@ -344,6 +344,12 @@ def _metadata(
         ],
         "tasks": tasks,
     }
+    for layer in model.layers:
+        # Layers may describe their inputs to clients, e.g. ModalityStack:
+        # which inputs form each modality (requests may omit a modality).
+        if hasattr(layer, "serving_metadata"):
+            metadata.update(layer.serving_metadata())
+    return metadata
 
 
 def _write_metadata(

@@ -3,8 +3,12 @@
 from mtl_keras.layers.cross_stitch import CrossStitch
 from mtl_keras.layers.expert_mixture import ExpertMixture
 from mtl_keras.layers.experts import Experts
+from mtl_keras.layers.fusion_weights import FusionWeights
 from mtl_keras.layers.gate import Gate
 from mtl_keras.layers.mlp import MLP
+from mtl_keras.layers.modality_concat import ModalityConcat
+from mtl_keras.layers.modality_stack import ModalityMask, ModalityStack
+from mtl_keras.layers.modality_towers import ModalityTowers
 from mtl_keras.layers.numeric_embeddings import PeriodicEmbedding, PiecewiseLinearEncoding
 from mtl_keras.layers.representation_tap import RepresentationTap
 from mtl_keras.layers.sequence_pooling import SequencePooling
@@ -17,7 +21,12 @@ __all__ = [
     "CrossStitch",
     "ExpertMixture",
     "Experts",
+    "FusionWeights",
     "Gate",
+    "ModalityConcat",
+    "ModalityMask",
+    "ModalityStack",
+    "ModalityTowers",
     "PeriodicEmbedding",
     "PiecewiseLinearEncoding",
     "RepresentationTap",

@@ -1,0 +1,106 @@
+"""Feature x task importance into TensorBoard (image + text summaries)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import keras
+import pandas as pd
+import tensorflow as tf
+
+from mtl_keras.explain.attributions import integrated_gradients
+from mtl_keras.explain.importance import importance_table
+
+
+def _figure_png(table: pd.DataFrame, top: int | None) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from mtl_keras.explain.plots import plot_importance
+
+    ax = plot_importance(table, top=top)
+    buffer = io.BytesIO()
+    ax.figure.savefig(buffer, format="png", dpi=90)
+    plt.close(ax.figure)
+    return buffer.getvalue()
+
+
+def log_importance(
+    table: pd.DataFrame,
+    logdir: str,
+    step: int = 0,
+    name: str = "feature_importance",
+    top: int | None = 20,
+) -> None:
+    """Writes the table as a heat-map image, a markdown table and scalars.
+
+    Tags: `<name>/heatmap` (image), `<name>/table` (text) and
+    `<name>/<task>/<feature>` (one scalar per cell, to follow over epochs).
+
+    Args:
+        table: feature x task (`importance_table`, `permutation_importance`).
+        logdir: TensorBoard log directory (a sub-folder of a run is fine).
+        step: summary step (e.g. the epoch).
+        name: summary tag.
+        top: features shown in the image.
+
+    Example:
+    >>> log_importance(importance_table(attr), "runs/census/explain")
+    """
+    png = _figure_png(table, top)
+    image = tf.io.decode_png(png, channels=4)[None]
+    header = "| feature | " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|---" * (table.shape[1] + 1) + "|"
+    lines = [header, rule]
+    for feature, row in table.iterrows():
+        lines.append(f"| {feature} | " + " | ".join(f"{v:.4f}" for v in row) + " |")
+    writer = tf.summary.create_file_writer(logdir)
+    with writer.as_default():
+        tf.summary.image(f"{name}/heatmap", image, step=step)
+        tf.summary.text(f"{name}/table", "\n".join(lines), step=step)
+        for task in table.columns:
+            for feature, value in table[task].items():
+                tf.summary.scalar(f"{name}/{task}/{feature}", float(value), step=step)
+    writer.flush()
+    writer.close()
+
+
+class ImportanceTensorBoard(keras.callbacks.Callback):
+    """Logs the integrated-gradients feature x task table every `every` epochs.
+
+    Args:
+        x: a fixed batch of raw rows to explain (a few hundred is plenty).
+        logdir: TensorBoard log directory.
+        every: epochs between two logs (the last epoch is always logged).
+        steps: integration steps.
+        top: features shown in the image.
+
+    Example:
+    >>> model.fit(x, y, epochs=5, callbacks=[ImportanceTensorBoard(x_val_rows, "runs/a")])
+    """
+
+    def __init__(
+        self, x: Any, logdir: str, every: int = 1, steps: int = 32, top: int | None = 20
+    ) -> None:
+        super().__init__()
+        self.x = x
+        self.logdir = logdir
+        self.every = int(every)
+        self.steps = int(steps)
+        self.top = top
+        self.tables: dict[int, pd.DataFrame] = {}
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        last = self.params.get("epochs", epoch + 1) - 1 if self.params else epoch
+        if (epoch + 1) % self.every and epoch != last:
+            return
+        table = importance_table(integrated_gradients(self.model, self.x, steps=self.steps))
+        self.tables[epoch] = table
+        log_importance(table, self.logdir, step=epoch, top=self.top)
+
+    def get_config(self) -> dict[str, Any]:
+        # `x` is data, not configuration: not serialized.
+        return {"logdir": self.logdir, "every": self.every, "steps": self.steps, "top": self.top}
