@@ -40,7 +40,7 @@ def run_demo(
     verbose: int | str = "auto",
     patience: int = 4,
     weight_decay: float = 1e-4,
-    ema_momentum: float | None = None,
+    ema_momentum: float | None = 0.999,
 ) -> dict[str, Any]:
     """Trains an MMoE model on Census-Income, reports per-task test results
     and exports a SavedModel for TF Serving. Returns the results.
@@ -48,7 +48,9 @@ def run_demo(
     The recipe: piecewise-linear numeric embeddings, MMoE (6 experts of
     128-64), AdamW with one warm-up epoch then cosine decay over `epochs`,
     early stopping on the validation split (10 % of the training rows) with
-    `patience` epochs, restoring the best weights."""
+    `patience` epochs, restoring the best weights; validation, early stopping
+    and the final model use an exponential moving average of the weights
+    (`ema_momentum`, None to disable)."""
     import keras
     import numpy as np
 
@@ -91,6 +93,10 @@ def run_demo(
         name="census_mmoe",
     )
     steps_per_epoch = -(-len(train) // batch_size)
+    if ema_momentum and epochs * steps_per_epoch < 2 / (1 - ema_momentum):
+        # Too few steps for the average to forget the initial weights.
+        print(f"EMA off: {epochs * steps_per_epoch} steps are too few for momentum {ema_momentum}")
+        ema_momentum = None
     optimizer = demo_optimizer(
         steps_per_epoch, epochs, learning_rate, weight_decay=weight_decay,
         ema_momentum=ema_momentum,
@@ -157,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--log-dir", default="runs/census_income")
     demo.add_argument("--export-dir", default="saved_models/census_income")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--ema-momentum", type=float, default=0.999,
+                      help="moving average of the weights for validation and export (0: off)")
     demo.add_argument("--patience", type=int, default=4,
                       help="early-stopping patience (epochs) on the validation AUC")
     args = parser.parse_args(argv)
@@ -171,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             learning_rate=args.learning_rate,
             seed=args.seed,
             patience=args.patience,
+            ema_momentum=args.ema_momentum or None,
         )
     return 0
 
