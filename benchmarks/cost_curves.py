@@ -131,6 +131,7 @@ def plot(results: dict[str, Any], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     import numpy as np
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -145,6 +146,7 @@ def plot(results: dict[str, Any], path: str) -> None:
     ax.set(xscale="log", yscale="log", xlabel="tasks T", ylabel="ms / step",
            title=f"step time vs T (P = {shared_params(w0):,})")  # fmt: skip
     ax.set_xticks(tasks, [str(t) for t in tasks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=8)
 
     ax = axes[1]
@@ -167,6 +169,9 @@ def plot(results: dict[str, Any], path: str) -> None:
         ax.set(xscale="log", yscale="log", xlabel="T·P", ylabel="extra peak RSS (MB)",
                title="full-Jacobian step: memory vs T·P")  # fmt: skip
         ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "memory not measured", ha="center", va="center")
+        ax.set_axis_off()
     fig.suptitle(results["note"], fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
