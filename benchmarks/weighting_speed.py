@@ -145,7 +145,10 @@ def _variants(num_tasks: int) -> list[tuple[str, str, Any]]:
 
 
 def time_ours(
-    num_tasks: int, rounds: int, steps: int, only: list[str] | None = None,
+    num_tasks: int,
+    rounds: int,
+    steps: int,
+    only: list[str] | None = None,
     torch: TorchTimer | None = None,
 ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """Median step times, median ratios to Static, and (with `torch`) median
@@ -237,7 +240,7 @@ class TorchTimer:
         self.names: list[str] = []
         for line in self.proc.stdout:
             if line.startswith("READY"):
-                self.names = json.loads(line[len("READY"):])
+                self.names = json.loads(line[len("READY") :])
                 break
         if not self.names:
             raise RuntimeError("the torchjd process did not start (see its stderr above)")

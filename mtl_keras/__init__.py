@@ -1,17 +1,27 @@
-"""mtl_keras: multi-task deep learning for Keras 3."""
+"""mtl_keras: multi-task deep learning for Keras 3.
+
+This module is the list of public names: the task specs, the model, and the
+subpackages. Importing it imports every subpackage on purpose, so that all the
+library's Keras objects are registered before a `.keras` file is loaded
+(`import mtl_keras; keras.saving.load_model(path)`); a lazy (PEP 562) root
+would break that, so `mtl_keras.serving` is not TensorFlow-free either.
+"""
 
 from mtl_keras import (
     builders,
     callbacks,
+    compress,
     data,
     datasets,
     evaluation,
+    explain,
     export,
     layers,
     plots,
     serving,
     weighting,
 )
+from mtl_keras._version import __version__
 from mtl_keras.incremental import add_tasks
 from mtl_keras.model import MultiTaskModel
 from mtl_keras.tasks import (
@@ -24,8 +34,6 @@ from mtl_keras.tasks import (
     Task,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
     "Binary",
     "BoxRegression",
@@ -35,12 +43,15 @@ __all__ = [
     "Regression",
     "Tagging",
     "Task",
+    "__version__",
     "add_tasks",
     "builders",
     "callbacks",
+    "compress",
     "data",
     "datasets",
     "evaluation",
+    "explain",
     "export",
     "layers",
     "plots",

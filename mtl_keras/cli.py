@@ -1,7 +1,8 @@
 """`mtl-keras` command line: `mtl-keras demo` trains on Census-Income and exports.
 
-    mtl-keras demo [--epochs N] [--batch-size B] [--weighting NAME]
-                   [--subsample N] [--log-dir runs] [--export-dir saved_models]
+mtl-keras demo [--epochs N] [--batch-size B] [--weighting NAME]
+               [--subsample N] [--log-dir runs] [--export-dir saved_models]
+mtl-keras launch --workers 2 [--timeout S] train.py [script args]
 """
 
 from __future__ import annotations
@@ -134,8 +135,11 @@ def run_demo(
         report = binary_report(test.labels[task.name], predictions[task.name])
         rows.append({"task": task.name, **report})
     print("\nTest set (exact AUC):")
-    print(_format_table(rows, ["task", "auc", "accuracy", "positive_rate",
-                               "predicted_positive_rate", "rows"]))
+    print(
+        _format_table(
+            rows, ["task", "auc", "accuracy", "positive_rate", "predicted_positive_rate", "rows"]
+        )
+    )
     # Real test rows as TF Serving warm-up requests, and a signature that
     # serves the income task alone.
     warmup = {name: values[:4] for name, values in test.features.items()}
@@ -155,10 +159,17 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="train on Census-Income, report per task, export")
     demo.add_argument("--epochs", type=int, default=12)
     demo.add_argument("--batch-size", type=int, default=512)
-    demo.add_argument("--weighting", default="uncertainty",
-                      help="a strategy name from mtl_keras.weighting.STRATEGIES")
-    demo.add_argument("--subsample", type=int, default=None,
-                      help="use only this many train (and test) rows, for quick runs")
+    demo.add_argument(
+        "--weighting",
+        default="uncertainty",
+        help="a strategy name from mtl_keras.weighting.STRATEGIES",
+    )
+    demo.add_argument(
+        "--subsample",
+        type=int,
+        default=None,
+        help="use only this many train (and test) rows, for quick runs",
+    )
     demo.add_argument("--learning-rate", type=float, default=2e-3)
     demo.add_argument("--log-dir", default="runs/census_income")
     demo.add_argument("--export-dir", default="saved_models/census_income")
@@ -167,7 +178,17 @@ def main(argv: list[str] | None = None) -> int:
                       help="moving average of the weights for validation and export (0: off)")
     demo.add_argument("--patience", type=int, default=4,
                       help="early-stopping patience (epochs) on the validation AUC")
+    from mtl_keras.distribute import launch as launch_lib
+
+    launch = sub.add_parser(
+        "launch",
+        help="run a script as N MultiWorkerMirroredStrategy workers on 127.0.0.1",
+        description=launch_lib.__doc__.split("\n\n")[1],
+    )
+    launch_lib.add_arguments(launch)
     args = parser.parse_args(argv)
+    if args.command == "launch":
+        return launch_lib.run(args)
     if args.command == "demo":
         run_demo(
             epochs=args.epochs,

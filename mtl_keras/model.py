@@ -9,8 +9,11 @@ import tensorflow as tf
 from keras.src.trainers.data_adapters import data_adapter_utils
 from keras.src.utils.tracking import DotNotTrackScope
 
+from mtl_keras import contracts
 from mtl_keras import weighting as weighting_lib
 from mtl_keras.compile_defaults import compile_defaults
+from mtl_keras.distribute import keras_fixes
+from mtl_keras.distribute import shuffle as distribute_shuffle
 from mtl_keras.scalar_mean import ScalarMean
 from mtl_keras.tasks import Task, validate_tasks
 from mtl_keras.weighting.base import (
@@ -279,6 +282,12 @@ class MultiTaskModel(keras.Model):
             metrics: optional dict task name -> metrics overriding the spec.
             loss_weights: optional dict task name -> static weight overriding
                 the spec's `weight`.
+            on_nonfinite: "raise" (default) stops training with an error naming
+                the feature/task on NaN/Inf features, task losses or gradients;
+                "skip" skips such batches (counted, warned, logged as
+                `nonfinite_skipped`). See `mtl_keras.contracts`.
+            allow_nonfinite_features: input names that may carry NaN/Inf
+                (a layer of the model imputes them).
             **kwargs: passed to `keras.Model.compile` (`jit_compile`,
                 `steps_per_execution`, `run_eagerly`, ...). Keras's own
                 `loss`/`metrics` machinery is not used: losses are per task.
@@ -294,6 +303,8 @@ class MultiTaskModel(keras.Model):
                     f"MultiTaskModel.compile does not take `{key}`: pass per-task "
                     "`sample_weight` to fit and metrics through `metrics`."
                 )
+        on_nonfinite = kwargs.pop("on_nonfinite", "raise")
+        allow_nonfinite = kwargs.pop("allow_nonfinite_features", ())
         names = self.task_names
         for arg_name, arg in (("loss", loss), ("metrics", metrics), ("loss_weights", loss_weights)):
             if arg is None:
@@ -336,6 +347,7 @@ class MultiTaskModel(keras.Model):
         with DotNotTrackScope():
             self._loss_tracker = ScalarMean(name="loss")
         self.weighting = strategy
+        self._contracts = contracts.StepGuard(self, on_nonfinite, allow_nonfinite)
         self._task_loss_fns = [t.loss_fn() for t in self._effective_tasks]
         # Not auto-tracked, so that a second compile replaces (rather than
         # adds to) the per-task metrics; exposed through `metrics`.
@@ -352,10 +364,11 @@ class MultiTaskModel(keras.Model):
             "metrics": None
             if metrics is None
             else {
-                k: [keras.saving.serialize_keras_object(m) for m in v]
-                for k, v in metrics.items()
+                k: [keras.saving.serialize_keras_object(m) for m in v] for k, v in metrics.items()
             },
             "loss_weights": loss_weights,
+            "on_nonfinite": on_nonfinite,
+            "allow_nonfinite_features": list(self._contracts.allowed),
             **{k: v for k, v in kwargs.items() if k in ("jit_compile", "steps_per_execution")},
         }
 
@@ -395,9 +408,7 @@ class MultiTaskModel(keras.Model):
     def _labels_by_task(self, y: Any, what: str = "y") -> dict[str, Any]:
         names = self.task_names
         if y is None:
-            raise ValueError(
-                f"MultiTaskModel needs labels: a dict keyed by task name ({names})."
-            )
+            raise ValueError(f"MultiTaskModel needs labels: a dict keyed by task name ({names}).")
         if isinstance(y, (list, tuple)):
             if len(y) != len(names):
                 raise ValueError(
@@ -409,8 +420,7 @@ class MultiTaskModel(keras.Model):
             if len(names) == 1:
                 return {names[0]: y}
             raise ValueError(
-                f"`{what}` must be a dict keyed by task name ({names}), got "
-                f"{type(y).__name__}."
+                f"`{what}` must be a dict keyed by task name ({names}), got {type(y).__name__}."
             )
         unknown = set(y) - set(names)
         if unknown:
@@ -448,6 +458,7 @@ class MultiTaskModel(keras.Model):
             mask_rank = mask.shape.rank
             if weights is not None and task.name in weights:
                 w = tf.cast(tf.convert_to_tensor(weights[task.name]), tf.float32)
+                contracts.check_weight_shape(task, w, mask)
                 if w.shape.rank != mask_rank:
                     # Per-row weights broadcast over the mask's other dims.
                     w = tf.reshape(w, [-1] + [1] * (mask_rank - 1))
@@ -511,9 +522,15 @@ class MultiTaskModel(keras.Model):
         )
         grads, weights = strategy.compute_gradients(ctx)
         del tape
-        self.optimizer.apply(grads, variables)
+        # Invalid labels / non-finite values: the update is not applied (and
+        # the ContractGuard callback raises or counts the skip).
+        ok = self._contracts.train_checks(self, x, y, task_losses, grads, (shared, per_task, own))
+        contracts.apply_if(ok, self.optimizer, grads, variables)
         total = tf.reduce_sum(weights * task_losses)
-        return self._update_metrics(task_losses, weights, prepared, total)
+        # A skipped batch is left out of the logs too.
+        return contracts.if_applied(
+            ok, lambda: self._update_metrics(task_losses, weights, prepared, total), self
+        )
 
     def _call_with_representation(self, x: Any) -> tuple[dict[str, Any], list[Any]]:
         """Forward pass that also returns the representation's tensors.
@@ -541,21 +558,49 @@ class MultiTaskModel(keras.Model):
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
         y_pred = self(x, training=False)
         task_losses, prepared = self._task_losses(y, y_pred, sample_weight)
+        self._contracts.test_checks(self, y)
         _, weights = self.weighting.combine(task_losses, training=False)
         total = tf.reduce_sum(weights * task_losses)
         return self._update_metrics(task_losses, weights, prepared, total)
 
-    # ------------------------------------------------- raw string features
-    def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("validation_data") is not None:
-            kwargs["validation_data"] = _strings_to_tensors(kwargs["validation_data"])
-        return super().fit(_strings_to_tensors(x), y, *args, **kwargs)
+    # ------------------------------------- input contracts (mtl_keras.contracts)
+    def fit(self, *args: Any, **kwargs: Any) -> Any:
+        call = contracts.prepare_fit(self, args, kwargs)
+        # Under MultiWorkerMirroredStrategy every worker must draw the same order.
+        x, y, _, call = distribute_shuffle.seeded_arrays(
+            self, call.pop("x", None), call.pop("y", None), (), call
+        )
+        return super().fit(x, y, **call)
 
-    def evaluate(self, x: Any = None, *args: Any, **kwargs: Any) -> Any:
-        return super().evaluate(_strings_to_tensors(x), *args, **kwargs)
+    def evaluate(self, *args: Any, **kwargs: Any) -> Any:
+        return super().evaluate(**contracts.prepare_evaluate(self, args, kwargs))
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
-        return super().predict(_strings_to_tensors(x), *args, **kwargs)
+        return super().predict(contracts.prepare_predict(self, x), *args, **kwargs)
+
+    def train_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, **kw: Any) -> Any:
+        method = super().train_on_batch
+        return contracts.run_on_batch(self, method, "train", x, y, sample_weight, kw)
+
+    def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, **kw: Any) -> Any:
+        method = super().test_on_batch
+        return contracts.run_on_batch(self, method, "test", x, y, sample_weight, kw)
+
+    def predict_on_batch(self, x: Any) -> Any:
+        return super().predict_on_batch(contracts.prepare_predict(self, x))
+
+    # ------------------------- MultiWorkerMirroredStrategy (keras-team/keras#20585)
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        # Keras reduces the nested PerReplica batch across workers and fails;
+        # build from the input spec (or a local batch) instead (see keras_fixes).
+        if not keras_fixes.symbolic_build(self, iterator, data_batch):
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def _make_function(self, step_function: Any) -> Any:
+        # Keras reduces scalar logs with axis=0 across workers and fails; one
+        # packed all-reduce of the logs instead (see keras_fixes).
+        function = keras_fixes.step_function(self, step_function)
+        return function or super()._make_function(step_function)
 
     # ----------------------------------------------------------- serialization
     def get_config(self) -> dict[str, Any]:

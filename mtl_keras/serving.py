@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from mtl_keras.export.requests import RequestError, validate_request
+from mtl_keras.export.requests import RequestError, check_numbers, validate_request
 
 DEFAULT_SIGNATURE = "serving_default"
 
@@ -83,6 +83,8 @@ def _json_value(value: Any) -> Any:
 
 
 def _arrays(features: Mapping[str, Any], spec: Any) -> dict[str, np.ndarray]:
+    """Validated arrays: checked against `spec` when given; without it, still
+    one shared non-empty batch and finite numbers (JSON has no NaN/Infinity)."""
     if spec is not None:
         return validate_request(spec, features)
     if not isinstance(features, Mapping) or not features:
@@ -90,10 +92,19 @@ def _arrays(features: Mapping[str, Any], spec: Any) -> dict[str, np.ndarray]:
     out = {}
     for k, v in features.items():
         arr = np.asarray(v, dtype=object if _is_text(v) else None)
+        if arr.dtype.kind in "iufcb":
+            arr = check_numbers(k, arr)
+        elif arr.dtype == object and not _is_text(v):
+            raise RequestError(
+                f"Feature {k!r}: values must be numbers or strings, got {arr.reshape(-1)[:1]!r} "
+                "(mixed or non-numeric objects; numbers too large for int64?)."
+            )
         out[k] = arr
     sizes = {k: (a.shape[0] if a.ndim else None) for k, a in out.items()}
     if len(set(sizes.values())) > 1 or None in sizes.values():
         raise RequestError(f"All features need the same batch dimension, got sizes {sizes}.")
+    if 0 in sizes.values():
+        raise RequestError("Empty batch (0 rows): send at least one row.")
     return out
 
 
@@ -118,6 +129,12 @@ def rest_payload(
         signature_name: the signature to call (e.g. a subset signature).
         spec: optional signature inputs (see `mtl_keras.export.signature_spec`)
             to validate names, dtypes and shapes first.
+
+    Raises:
+        RequestError: NaN/±Inf or values the signature dtype cannot hold
+            (named by feature), an empty batch, or (with `spec`) a feature
+            that does not match the signature. The body is always valid JSON
+            (`json.dumps(body, allow_nan=False)` succeeds).
 
     Example:
     >>> rest_payload({"city": np.array(["paris"]), "age": np.array([31.0])})
@@ -166,7 +183,10 @@ def decode_rest_request(body: Mapping[str, Any] | str | bytes) -> dict[str, np.n
             raise ValueError("`instances` must be a non-empty list of feature dicts.")
         return {k: _to_array([r[k] for r in rows]) for k in rows[0]}
     if "inputs" in body and isinstance(body["inputs"], dict):
-        return {k: _to_array(v) for k, v in body["inputs"].items()}
+        arrays = {k: _to_array(v) for k, v in body["inputs"].items()}
+        if not arrays or any(a.ndim == 0 or a.shape[0] == 0 for a in arrays.values()):
+            raise ValueError("`inputs` must map each feature to a non-empty batch of values.")
+        return arrays
     raise ValueError("Not a named-input predict body: expected 'instances' or 'inputs'.")
 
 

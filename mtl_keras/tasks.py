@@ -13,6 +13,11 @@ Missing labels:
 - integer labels (Multiclass): -1 (any negative value) marks a missing label.
 - an explicit mask: pass `sample_weight={task_name: mask}` to `fit`; 0 drops
   the row for that task, other values weight it.
+
+Invalid labels (neither valid nor a missing marker: a Binary 2 or +Inf, a
+Multiclass id >= num_classes or 2.5, a Regression ±Inf) are not masked
+silently: `Task.check_labels` flags them and training/evaluation stops with
+an error naming the task (see `mtl_keras.contracts`).
 """
 
 from __future__ import annotations
@@ -75,9 +80,7 @@ def validate_tasks(tasks: Any) -> list[Task]:
 
 def _positive_int(value: Any, what: str, task: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            f"Task {task!r}: `{what}` must be an integer >= {minimum}, got {value!r}."
-        )
+        raise ValueError(f"Task {task!r}: `{what}` must be an integer >= {minimum}, got {value!r}.")
     return value
 
 
@@ -132,8 +135,10 @@ class Task:
         metrics: list[Any] | None = None,
     ) -> None:
         self.name = validate_task_name(name)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (
-            math.isfinite(weight) and weight >= 0
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not (math.isfinite(weight) and weight >= 0)
         ):
             raise ValueError(
                 f"Task {name!r}: `weight` must be a finite number >= 0, got {weight!r}."
@@ -161,6 +166,10 @@ class Task:
     def head(self, x: Any) -> Any:
         """Applies the output layer to a feature tensor."""
         return self.output_layer()(x)
+
+    def describe_output(self) -> str:
+        """What the served output means (export metadata), with its shape."""
+        return f"raw model output, shape (batch, {self.units})"
 
     # --- loss -------------------------------------------------------------
     def default_loss(self) -> Any:
@@ -197,7 +206,26 @@ class Task:
         return y_safe, ops.cast(row_valid, "float32")
 
     def _valid(self, y: Any) -> Any:
-        return ops.equal(y, y)  # False exactly for NaN
+        return ops.isfinite(y)  # NaN is missing, ±Inf is invalid (see check_labels)
+
+    # What a valid label is, for error messages.
+    label_contract: str = "finite numbers (NaN marks a missing label)"
+
+    def check_labels(self, y: Any) -> Any:
+        """Boolean tensor, True where a label is neither valid nor a missing marker.
+
+        Works eagerly, in graph mode and under XLA (pure tensor ops, no
+        raising): `MultiTaskModel` counts these per task in its train and
+        test steps, masks them out of the loss and stops with an error naming
+        the task (`mtl_keras.contracts`). Shape: that of `y`.
+
+        Example:
+        >>> import numpy as np
+        >>> Regression("y").check_labels(np.array([1.0, np.nan, np.inf])).numpy().tolist()
+        [False, False, True]
+        """
+        y = ops.cast(ops.convert_to_tensor(y), "float32")
+        return ops.isinf(y)
 
     def per_sample_loss(self, y_safe: Any, y_pred: Any) -> Any:
         """Per-row loss, shape (batch,)."""
@@ -256,7 +284,7 @@ class Regression(Task):
 
     Head: linear Dense(units). Default loss: mean squared error. Metrics: MAE
     and RMSE. Missing label: NaN (a row counts as labelled when all of its
-    values are present).
+    values are present). ±Inf is invalid: an error naming the task.
 
     Args:
         name: output name.
@@ -279,6 +307,9 @@ class Regression(Task):
     def units(self) -> int:
         return self._units
 
+    def describe_output(self) -> str:
+        return f"predicted value(s) in label units, shape (batch, {self.units})"
+
     def default_loss(self) -> Any:
         return keras.losses.MeanSquaredError()
 
@@ -298,7 +329,8 @@ class Binary(Task):
 
     Head: Dense(1, sigmoid) giving P(label = 1). Default loss: binary
     cross-entropy. Metrics: AUC and accuracy. Missing label: NaN or any
-    negative value (e.g. -1).
+    negative value (e.g. -1). Any other value (2, 0.5, +Inf) is invalid: an
+    error naming the task (`check_labels`).
 
     Example:
     >>> Binary("income").units
@@ -306,13 +338,20 @@ class Binary(Task):
     """
 
     activation = "sigmoid"
+    label_contract = "0 or 1 (NaN or a negative value marks a missing label)"
 
     @property
     def units(self) -> int:
         return 1
 
     def _valid(self, y: Any) -> Any:
-        return ops.greater_equal(y, 0.0)  # False for NaN and negative markers
+        return ops.logical_or(ops.equal(y, 0.0), ops.equal(y, 1.0))
+
+    def check_labels(self, y: Any) -> Any:
+        return _invalid_binary(y)
+
+    def describe_output(self) -> str:
+        return "probability that the label is 1 (sigmoid), shape (batch, 1)"
 
     def default_loss(self) -> Any:
         return keras.losses.BinaryCrossentropy()
@@ -327,8 +366,9 @@ class Multiclass(Task):
 
     Head: Dense(num_classes, softmax). Default loss: sparse categorical
     cross-entropy. Metrics: accuracy. Missing label: -1 (any negative id) or
-    NaN. Labels >= num_classes raise an error at run time in eager mode and
-    are masked by TensorFlow's kernels otherwise, so validate data upstream.
+    NaN. An id >= num_classes, a non-integral float id or ±Inf is invalid:
+    it never reaches the loss and training/evaluation stops with an error
+    naming the task (eagerly, in graph mode and under XLA).
 
     Example:
     >>> Multiclass("digit", num_classes=10).units
@@ -346,18 +386,32 @@ class Multiclass(Task):
     def units(self) -> int:
         return self.num_classes
 
+    @property
+    def label_contract(self) -> str:  # type: ignore[override]
+        return (
+            f"integer class ids in [0, {self.num_classes}) (a negative id or NaN marks a "
+            "missing label)"
+        )
+
+    def check_labels(self, y: Any) -> Any:
+        return _invalid_ids(y, self.num_classes)
+
     def prepare_labels(self, y: Any, y_pred: Any) -> tuple[Any, Any]:
         y = ops.convert_to_tensor(y)
+        # Invalid ids are masked here (counted by check_labels): an id out of
+        # range would otherwise be an opaque kernel error, or NaN under XLA.
+        valid = _valid_ids(y, self.num_classes)
         if "float" in str(y.dtype):
-            valid = ops.logical_and(ops.logical_not(ops.isnan(y)), y >= 0)
             y = ops.where(valid, y, ops.zeros_like(y))
-        else:
-            valid = y >= 0
         y = ops.where(valid, ops.cast(y, "int32"), ops.zeros_like(y, dtype="int32"))
         if len(y.shape) == len(y_pred.shape):
             y = ops.squeeze(y, -1)
             valid = ops.squeeze(valid, -1)
         return y, ops.cast(valid, "float32")
+
+    def describe_output(self) -> str:
+        n = self.num_classes
+        return f"class probabilities (softmax over {n} classes), shape (batch, {n}); argmax is the predicted class id"
 
     def default_loss(self) -> Any:
         return keras.losses.SparseCategoricalCrossentropy()
@@ -388,6 +442,7 @@ class Multilabel(Task):
     """
 
     activation = "sigmoid"
+    label_contract = "0 or 1 per label (NaN or a negative value marks a missing row)"
 
     def __init__(self, name: str, num_labels: int, **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
@@ -398,7 +453,13 @@ class Multilabel(Task):
         return self.num_labels
 
     def _valid(self, y: Any) -> Any:
-        return ops.greater_equal(y, 0.0)  # False for NaN and negative markers
+        return ops.logical_or(ops.equal(y, 0.0), ops.equal(y, 1.0))
+
+    def check_labels(self, y: Any) -> Any:
+        return _invalid_binary(y)
+
+    def describe_output(self) -> str:
+        return f"independent per-label probabilities (sigmoid), shape (batch, {self.num_labels})"
 
     def default_loss(self) -> Any:
         return keras.losses.BinaryCrossentropy()
@@ -459,22 +520,38 @@ class Tagging(Task):
     def units(self) -> int:
         return self.num_tags
 
+    @property
+    def label_contract(self) -> str:  # type: ignore[override]
+        return (
+            f"integer tag ids in [0, {self.num_tags}) (a negative id, NaN or pad_label "
+            f"{self.pad_label} marks padding)"
+        )
+
+    def check_labels(self, y: Any) -> Any:
+        y = ops.convert_to_tensor(y)
+        pad = ops.equal(ops.cast(y, "float32"), float(self.pad_label))
+        return ops.logical_and(_invalid_ids(y, self.num_tags), ops.logical_not(pad))
+
     def prepare_labels(self, y: Any, y_pred: Any) -> tuple[Any, Any]:
         """Returns (tag ids with padding set to 0, per-token mask (batch, seq_len))."""
         y = ops.convert_to_tensor(y)
         if len(y.shape) == len(y_pred.shape):
             y = ops.squeeze(y, -1)
+        in_range = _valid_ids(y, self.num_tags)
         if "float" in str(y.dtype):
-            finite = ops.logical_not(ops.isnan(y))
-            y = ops.where(finite, y, -ops.ones_like(y))
+            y = ops.where(in_range, y, -ops.ones_like(y))
         y = ops.cast(y, "int32")
-        valid = ops.logical_and(y >= 0, y != self.pad_label)
+        valid = ops.logical_and(in_range, y != self.pad_label)
         y_safe = ops.where(valid, y, ops.zeros_like(y))
         return y_safe, ops.cast(valid, "float32")
 
     def per_sample_loss(self, y_safe: Any, y_pred: Any) -> Any:
         """Per-token loss, shape (batch, seq_len): reduced with the token mask."""
         return ops.cast(self.loss_fn()(y_safe, ops.cast(y_pred, "float32")), "float32")
+
+    def describe_output(self) -> str:
+        n = self.num_tags
+        return f"per-token tag probabilities (softmax over {n} tags), shape (batch, seq_len, {n}); argmax is the predicted tag id"
 
     def default_loss(self) -> Any:
         return keras.losses.SparseCategoricalCrossentropy()
@@ -487,6 +564,36 @@ class Tagging(Task):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_tags": self.num_tags, "pad_label": self.pad_label}
+
+
+def _invalid_binary(y: Any) -> Any:
+    """True where a 0/1 label is neither 0, 1, NaN nor negative (missing)."""
+    y = ops.cast(ops.convert_to_tensor(y), "float32")
+    missing = ops.logical_or(ops.isnan(y), y < 0.0)
+    valid = ops.logical_or(ops.equal(y, 0.0), ops.equal(y, 1.0))
+    return ops.logical_not(ops.logical_or(missing, valid))
+
+
+def _valid_ids(y: Any, num: int) -> Any:
+    """True where an id is usable: integral and in [0, num)."""
+    if "float" in str(y.dtype):
+        f = ops.cast(y, "float32")
+        # NaN and ±Inf fail every comparison below.
+        return ops.logical_and(
+            ops.logical_and(f >= 0.0, f < float(num)), ops.equal(f, ops.floor(f))
+        )
+    return ops.logical_and(y >= 0, y < num)
+
+
+def _invalid_ids(y: Any, num: int) -> Any:
+    """True where an id is neither usable nor a missing marker (negative, NaN)."""
+    y = ops.convert_to_tensor(y)
+    if "float" in str(y.dtype):
+        f = ops.cast(y, "float32")
+        missing = ops.logical_or(ops.isnan(f), f < 0.0)
+    else:
+        missing = y < 0
+    return ops.logical_not(ops.logical_or(missing, _valid_ids(y, num)))
 
 
 _BOX_LOSSES = ("giou", "iou")
@@ -544,6 +651,11 @@ class BoxRegression(Task):
 
     def output_layer(self, name: str | None = None) -> keras.layers.Layer:
         return BoxHead(self.box_format, name=name or self.name)
+
+    def describe_output(self) -> str:
+        return (
+            f"one normalized box per row in {self.box_format!r} format (sigmoid), shape (batch, 4)"
+        )
 
     def default_loss(self) -> Any:
         return BoxLoss("giou", self.box_format)

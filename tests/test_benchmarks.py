@@ -20,8 +20,11 @@ def test_weighting_speed_quick_subset() -> None:
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = {line.split("|")[1].strip(): line for line in proc.stdout.splitlines()
-            if line.startswith("| ") and not line.startswith("| strategy")}
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in proc.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| strategy")
+    }
     assert set(rows) == {"static", "famo", "upgrad@rep"}
     ratio = float(rows["upgrad@rep"].split("|")[2])
     assert 0.2 < ratio < 20.0

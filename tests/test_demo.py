@@ -45,8 +45,11 @@ def test_quick_demo_trains_reports_and_exports(tmp_path):
     from mtl_keras.cli import run_demo
 
     out = run_demo(
-        epochs=1, subsample=4000, log_dir=str(tmp_path / "runs" / "demo"),
-        export_dir=str(tmp_path / "saved_models" / "census_income"), verbose=0,
+        epochs=1,
+        subsample=4000,
+        log_dir=str(tmp_path / "runs" / "demo"),
+        export_dir=str(tmp_path / "saved_models" / "census_income"),
+        verbose=0,
     )
     assert out["export_path"].endswith(os.path.join("census_income", "1"))
     assert os.path.exists(os.path.join(out["export_path"], "saved_model.pb"))

@@ -5,7 +5,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import toy_data, toy_model
+from _support import toy_data, toy_model
 
 import mtl_keras as mk
 
@@ -52,7 +52,10 @@ def test_unlabelled_rows_do_not_move_the_weights(jit):
     x, y = toy_data(32)
     missing = np.zeros(32, bool)
     missing[5:15] = True
-    y_missing = {"click": np.where(missing, -1.0, y["click"]), "dwell": np.where(missing, np.nan, y["dwell"])}
+    y_missing = {
+        "click": np.where(missing, -1.0, y["click"]),
+        "dwell": np.where(missing, np.nan, y["dwell"]),
+    }
 
     def one_step(xs, ys):
         model = toy_model(seed=1, jit_compile=jit)
@@ -157,7 +160,9 @@ def test_keras_round_trip_keeps_predictions_tasks_and_weighting_state(tmp_path, 
     assert isinstance(loaded, mk.MultiTaskModel)
     assert loaded.tasks == model.tasks
     assert isinstance(loaded.weighting, mk.weighting.Uncertainty)
-    np.testing.assert_array_equal(loaded.weighting.log_vars.numpy(), model.weighting.log_vars.numpy())
+    np.testing.assert_array_equal(
+        loaded.weighting.log_vars.numpy(), model.weighting.log_vars.numpy()
+    )
     for task, pred in model.predict(x, verbose=0).items():
         np.testing.assert_array_equal(pred, loaded.predict(x, verbose=0)[task])
     # Training continues with the restored optimizer and weighting.
@@ -189,7 +194,10 @@ def test_variable_groups_split_shared_and_task_specific():
     shared, per_task, own = model.variable_groups()
     names = [v.path for v in model.trainable_variables]
     assert all("trunk" in names[i] for i in shared) and shared
-    assert all(names[i].startswith(("click", "shared_bottom/click")) or "click" in names[i] for i in per_task[0])
+    assert all(
+        names[i].startswith(("click", "shared_bottom/click")) or "click" in names[i]
+        for i in per_task[0]
+    )
     assert all("dwell" in names[i] for i in per_task[1])
     assert [names[i] for i in own] == [model.weighting.log_vars.path]
 

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import toy_data, toy_model
+from _support import toy_data, toy_model
 
 from mtl_keras import serving
 from mtl_keras.export import RequestError, export_saved_model, signature_spec

@@ -217,9 +217,7 @@ def test_box_head_outputs_valid_boxes_and_round_trips(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 5)).astype("float32")
     task = mk.BoxRegression("box")
-    model = mk.builders.shared_bottom(
-        keras.Input((5,)), [task], trunk_units=(8,), tower_units=()
-    )
+    model = mk.builders.shared_bottom(keras.Input((5,)), [task], trunk_units=(8,), tower_units=())
     model.compile("adam")
     boxes = model.predict(x * 10, verbose=0)["box"]
     assert boxes.shape == (64, 4)

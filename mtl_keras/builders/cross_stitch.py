@@ -77,9 +77,9 @@ def cross_stitch(
         columns = CrossStitch(self_weight, name=f"cross_stitch_{i}")(columns)
     outputs = {}
     for task, col in zip(tasks, columns):
-        tower = MLP(
-            tower_units, activation, dropout, l2, batch_norm, name=f"{task.name}_tower"
-        )(col)
+        tower = MLP(tower_units, activation, dropout, l2, batch_norm, name=f"{task.name}_tower")(
+            col
+        )
         outputs[task.name] = task.head(tower)
     # The last unit's columns (one per task) cut the shared from the
     # task-specific parameters.

@@ -319,7 +319,7 @@ def fusion_weight_model(model: keras.Model) -> keras.Model:
     >>> # fusion_weight_model(model).predict(x)["price"][:, 0]  # image weight
     """
     outputs = {key: layer.output for key, layer in fusion_weight_layers(model).items()}
-    return keras.Model(model._inputs_struct, outputs, name=f"{model.name}_fusion_weights")
+    return keras.Model(model.input, outputs, name=f"{model.name}_fusion_weights")
 
 
 def fusion_weights(

@@ -18,7 +18,7 @@ def _serving_info(source: Any) -> tuple[dict[str, Any], dict[str, tuple[str, lis
         stack = next((la for la in source.layers if isinstance(la, ModalityStack)), None)
         if stack is None:
             raise ValueError(f"Model {source.name!r} is not a builders.fusion model.")
-        struct = source._inputs_struct
+        struct = source.input
         specs = {k: (t.dtype, list(t.shape[1:])) for k, t in struct.items()}
         return stack.serving_metadata()["modalities"], specs
     if isinstance(source, (str, os.PathLike)):

@@ -90,9 +90,9 @@ def mmoe(
             num_experts, gate_units, activation, l2, task=task.name, name=f"gate_{task.name}"
         )(gate_features)
         mixed = ExpertMixture(name=f"mixture_{task.name}")([experts, weights])
-        tower = MLP(
-            tower_units, activation, dropout, l2, batch_norm, name=f"{task.name}_tower"
-        )(mixed)
+        tower = MLP(tower_units, activation, dropout, l2, batch_norm, name=f"{task.name}_tower")(
+            mixed
+        )
         outputs[task.name] = task.head(tower)
     return MultiTaskModel(
         inputs, outputs, tasks=tasks, name=name, representation=["experts", *gate_rep]

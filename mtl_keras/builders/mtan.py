@@ -12,7 +12,7 @@ from mtl_keras.layers.mlp import MLP
 from mtl_keras.layers.representation_tap import RepresentationTap
 from mtl_keras.layers.sequence_pooling import SequencePooling
 from mtl_keras.layers.task_attention import TaskAttention
-from mtl_keras.layers.trunk_unit import UNIT_KINDS, TrunkUnit, _check_momentum
+from mtl_keras.layers.trunk_unit import UNIT_KINDS, TrunkUnit, check_momentum
 from mtl_keras.model import MultiTaskModel
 from mtl_keras.tasks import Task, validate_tasks
 
@@ -97,7 +97,7 @@ def mtan(
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
         raise ValueError(f"`kernel_size` must be a positive integer, got {kernel_size!r}.")
     validate_units(tower_units, "tower_units", allow_empty=True)
-    bn = {"batch_norm_momentum": _check_momentum(batch_norm_momentum, "mtan")}
+    bn = {"batch_norm_momentum": check_momentum(batch_norm_momentum, "mtan")}
     if pool is None:
         pool = trunk == "conv2d"
     for task in tasks:
@@ -176,9 +176,7 @@ def mtan(
             feat = SequencePooling("avg", name=f"{task.name}_pool")(feat)
         tower = MLP(tower_units, dropout=dropout, name=f"{task.name}_tower")(feat)
         outputs[task.name] = task.head(tower)
-    return MultiTaskModel(
-        inputs, outputs, tasks=tasks, name=name, representation=representation
-    )
+    return MultiTaskModel(inputs, outputs, tasks=tasks, name=name, representation=representation)
 
 
 def mtan_attention_model(model: keras.Model) -> keras.Model:

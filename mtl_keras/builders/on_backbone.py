@@ -20,9 +20,17 @@ _POOLED_KEY = "pooled_output"
 _PADDING_KEY = "padding_mask"
 
 
+def _functional_input(backbone: Any) -> Any:
+    """`backbone.input` (the functional input structure), None when it has none."""
+    try:
+        return backbone.input
+    except (AttributeError, ValueError):
+        return None
+
+
 def _new_inputs(backbone: keras.Model) -> Any:
     """Fresh `keras.Input`s shaped and named like the backbone's."""
-    struct = backbone._inputs_struct
+    struct = backbone.input
 
     def make(t: Any, name: str) -> Any:
         return keras.Input(shape=t.shape[1:], dtype=t.dtype, name=name)
@@ -95,7 +103,7 @@ def on_backbone(
     if not isinstance(freeze, bool):
         raise ValueError(f"`freeze` must be True or False, got {freeze!r}.")
     validate_units(tower_units, "tower_units", allow_empty=True)
-    if getattr(backbone, "_inputs_struct", None) is None:
+    if _functional_input(backbone) is None:
         raise ValueError(
             "`backbone` has no functional inputs: build it with keras.Input (a functional "
             "or Sequential model with an input shape, or a keras-hub backbone)."

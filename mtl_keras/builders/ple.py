@@ -151,9 +151,9 @@ def ple(
 
     outputs = {}
     for task in tasks:
-        tower = MLP(
-            tower_units, activation, dropout, l2, batch_norm, name=f"{task.name}_tower"
-        )(task_inputs[task.name])
+        tower = MLP(tower_units, activation, dropout, l2, batch_norm, name=f"{task.name}_tower")(
+            task_inputs[task.name]
+        )
         outputs[task.name] = task.head(tower)
     # The cut between shared and task-specific parameters: the last level's
     # shared experts and what each task's last-level experts and gate read.

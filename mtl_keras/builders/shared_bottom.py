@@ -61,8 +61,8 @@ def shared_bottom(
     trunk = MLP(trunk_units, activation, dropout, l2, batch_norm, name="trunk")(features)
     outputs = {}
     for task in tasks:
-        tower = MLP(
-            tower_units, activation, dropout, l2, batch_norm, name=f"{task.name}_tower"
-        )(trunk)
+        tower = MLP(tower_units, activation, dropout, l2, batch_norm, name=f"{task.name}_tower")(
+            trunk
+        )
         outputs[task.name] = task.head(tower)
     return MultiTaskModel(inputs, outputs, tasks=tasks, name=name, representation="trunk")

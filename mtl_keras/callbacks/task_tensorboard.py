@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from mtl_keras.callbacks import monitoring
+from mtl_keras.distribute import cluster
 from mtl_keras.tasks import Task, validate_task_name
 
 
@@ -183,7 +184,7 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments (TensorBoard's plus `tasks`)."""
         return {
-            "log_dir": self.log_dir,
+            "log_dir": getattr(self, "_chief_log_dir", self.log_dir),
             "histogram_freq": self.histogram_freq,
             "write_graph": self.write_graph,
             "write_images": self.write_images,
@@ -204,6 +205,9 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
 
     # --------------------------------------------------------------- model
     def set_model(self, model: keras.Model) -> None:
+        # Under MultiWorkerMirroredStrategy only the chief writes to log_dir.
+        self._chief_log_dir = getattr(self, "_chief_log_dir", self.log_dir)
+        self.log_dir = cluster.write_path(self._chief_log_dir, model.distribute_strategy)
         super().set_model(model)
         self._gate_model = monitoring.gate_weights_model(model)
         self._fusion_model = _fusion_weights_model(model)
@@ -215,6 +219,10 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
             outputs = getattr(model, "_outputs_struct", None)
             names = list(outputs) if isinstance(outputs, dict) else list(model.output_names or [])
         self._task_names = list(names)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_end(logs)
+        cluster.remove_if_temporary(self.log_dir, self._chief_log_dir)
 
     def _task_scalars(
         self, logs: Mapping[str, Any] | None, validation: bool, tag_prefix: str = ""
@@ -371,8 +379,7 @@ def _task_names(tasks: Any) -> list[str]:
             names.append(validate_task_name(t))
         else:
             raise ValueError(
-                f"`tasks` must hold task names or Task specs, got {t!r} of type "
-                f"{type(t).__name__}."
+                f"`tasks` must hold task names or Task specs, got {t!r} of type {type(t).__name__}."
             )
     if len(set(names)) != len(names):
         raise ValueError(f"`tasks` has duplicated names: {names}.")

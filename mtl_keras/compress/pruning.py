@@ -58,6 +58,14 @@ def magnitude_mask(weights: Any, sparsity: Any) -> Any:
     return tf.reshape(mask, tf.shape(weights))
 
 
+class _MaskTable:
+    """variable key -> (variable, mask, target). A plain object, so Keras's attribute tracking
+    leaves it alone (a dict attribute would be tracked and its variables listed twice)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[Any, tuple[Any, Any, float]] = {}
+
+
 @keras.saving.register_keras_serializable("mtl_keras")
 class PruningOptimizer(keras.optimizers.Optimizer):
     """Wraps an optimizer; keeps the weights named in `targets` pruned.
@@ -101,9 +109,13 @@ class PruningOptimizer(keras.optimizers.Optimizer):
         if bad:
             raise ValueError(f"PruningOptimizer target sparsities must be in [0, 1), got {bad}.")
         self.targets = {str(p): float(s) for p, s in targets.items()}
-        self._masks: dict[Any, tuple[Any, Any, float]] = {}
+        self._table = _MaskTable()
 
-    @keras.src.utils.tracking.no_automatic_dependency_tracking
+    @property
+    def masks(self) -> list[tuple[Any, Any, float]]:
+        """(variable, 0/1 mask, final target sparsity) of every pruned variable (after `build`)."""
+        return list(self._table.entries.values())
+
     def build(self, var_list: list[Any]) -> None:
         paths = [v.path for v in var_list]
         missing = sorted(set(self.targets) - set(paths))
@@ -112,14 +124,18 @@ class PruningOptimizer(keras.optimizers.Optimizer):
                 f"PruningOptimizer targets {missing} are not trainable variables of the "
                 f"model (variables: {paths})."
             )
-        self._masks = {}
+        self._table.entries = {}
         self.mask_variables = []
         for variable in var_list:
             if variable.path not in self.targets:
                 continue
             mask = self.add_variable_from_reference(variable, "pruning_mask", initializer="ones")
             self.mask_variables.append(mask)
-            self._masks[self._var_key(variable)] = (variable, mask, self.targets[variable.path])
+            self._table.entries[self._var_key(variable)] = (
+                variable,
+                mask,
+                self.targets[variable.path],
+            )
         self.inner_optimizer.build(var_list)
         super().build(var_list)
 
@@ -134,13 +150,17 @@ class PruningOptimizer(keras.optimizers.Optimizer):
             self.built = True
         self.inner_optimizer.apply(grads, trainable_variables)
         variables = trainable_variables or self._trainable_variables
-        pruned = [self._masks[k] for k in (self._var_key(v) for v in variables) if k in self._masks]
+        pruned = [
+            self._table.entries[k]
+            for k in (self._var_key(v) for v in variables)
+            if k in self._table.entries
+        ]
         if pruned:
             self.prune(pruned)
 
     def prune(self, pruned: list[tuple[Any, Any, float]] | None = None) -> None:
         """Updates the masks if the schedule says so, then zeroes the weights."""
-        pruned = list(self._masks.values()) if pruned is None else pruned
+        pruned = list(self._table.entries.values()) if pruned is None else pruned
         step = self.iterations
         update = self.schedule.should_update(step)
         sparsities = [self.schedule.sparsity(step, final) for _, _, final in pruned]
@@ -385,7 +405,7 @@ def strip_pruning(model: keras.Model) -> keras.Model:
     """
     pruning = _pruning_optimizer_of(model)
     if pruning.built:
-        for variable, mask, _ in pruning._masks.values():
+        for variable, mask, _ in pruning._table.entries.values():
             variable.assign(variable * keras.ops.cast(mask, variable.dtype))
     inner = pruning.inner_optimizer
     if model.optimizer is pruning:

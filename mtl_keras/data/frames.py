@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
+from mtl_keras.contracts import string_labels_error
 from mtl_keras.data.pipeline import from_arrays
 
 
@@ -32,11 +33,7 @@ def _label_array(column: Any, task: str) -> np.ndarray:
     if pd.api.types.is_bool_dtype(column) and not column.isna().any():
         return column.to_numpy(dtype="float32")
     if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
-        raise ValueError(
-            f"Label column of task {task!r} has dtype {column.dtype}; labels must be "
-            "numeric (encode class names as integer ids first, e.g. with "
-            "`frame[col].astype('category').cat.codes`, which gives -1 for missing)."
-        )
+        raise string_labels_error(task, column.dtype)
     if pd.api.types.is_integer_dtype(column) and not column.isna().any():
         return column.to_numpy(dtype="int32")
     return column.to_numpy(dtype="float32", na_value=np.nan)
@@ -54,6 +51,7 @@ def from_pandas(
     cache: bool = False,
     drop_remainder: bool = False,
     missing_columns: str = "unlabelled",
+    tasks: Sequence[Any] | None = None,
 ) -> tf.data.Dataset:
     """Batches a DataFrame into `(features, labels[, sample_weight])`.
 
@@ -84,6 +82,8 @@ def from_pandas(
         cache: cache the batches in memory after the first epoch (no shuffle only).
         drop_remainder: drop the last incomplete batch.
         missing_columns: `"unlabelled"` (default, see above) or `"raise"`.
+        tasks: optional task specs: labels are checked against them up front
+            (see `from_arrays`).
 
     Example:
     >>> import pandas as pd
@@ -94,7 +94,9 @@ def from_pandas(
     ['y']
     """
     if missing_columns not in ("unlabelled", "raise"):
-        raise ValueError(f"`missing_columns` must be 'unlabelled' or 'raise', got {missing_columns!r}.")
+        raise ValueError(
+            f"`missing_columns` must be 'unlabelled' or 'raise', got {missing_columns!r}."
+        )
     absent_features = [c for c in feature_columns if c not in frame.columns]
     if absent_features:
         raise ValueError(f"Feature columns {absent_features} are not in the frame.")
@@ -103,9 +105,7 @@ def from_pandas(
         try:
             features: Any = matrix.to_numpy(dtype="float32", na_value=np.nan)
         except (TypeError, ValueError) as err:
-            raise ValueError(
-                "`stack_features=True` needs numeric feature columns only."
-            ) from err
+            raise ValueError("`stack_features=True` needs numeric feature columns only.") from err
     else:
         features = {c: _feature_array(frame[c]) for c in feature_columns}
 
@@ -117,9 +117,8 @@ def from_pandas(
             continue
         labels[task] = _label_array(frame[column], task)
     if absent:
-        message = (
-            f"Label columns of tasks {absent} are not in the frame: "
-            + ("" if missing_columns == "raise" else "these tasks are unlabelled for every row.")
+        message = f"Label columns of tasks {absent} are not in the frame: " + (
+            "" if missing_columns == "raise" else "these tasks are unlabelled for every row."
         )
         if missing_columns == "raise":
             raise ValueError(message + "check `task_columns`.")
@@ -143,4 +142,5 @@ def from_pandas(
         sample_weight=weights,
         cache=cache,
         drop_remainder=drop_remainder,
+        tasks=tasks,
     )

@@ -153,7 +153,9 @@ class TaskSampler:
             raise ValueError(f"`sizes` lacks data sets {missing}.")
         self.sizes = np.array([float(sizes[k]) for k in self.keys])
         if np.any(self.sizes <= 0):
-            raise ValueError(f"Data set sizes must be positive, got {dict(zip(self.keys, self.sizes))}.")
+            raise ValueError(
+                f"Data set sizes must be positive, got {dict(zip(self.keys, self.sizes))}."
+            )
         self.steps_per_epoch = int(steps_per_epoch or sum(batches.values()))
         if self.steps_per_epoch < 1:
             raise ValueError(f"`steps_per_epoch` must be >= 1, got {self.steps_per_epoch}.")
@@ -197,7 +199,9 @@ class TaskSampler:
         label_specs: dict[str, tf.TensorSpec] = {}
         for key, (_, y_spec, _) in parts.items():
             for task, spec in _label_dict(key, y_spec, "labels").items():
-                spec = tf.TensorSpec(spec.shape, tf.float32 if spec.dtype == tf.bool else spec.dtype)
+                spec = tf.TensorSpec(
+                    spec.shape, tf.float32 if spec.dtype == tf.bool else spec.dtype
+                )
                 if task in label_specs and label_specs[task].dtype != spec.dtype:
                     raise ValueError(
                         f"Task {task!r} has labels of dtype {label_specs[task].dtype.name} "
@@ -232,7 +236,9 @@ class TaskSampler:
                             else tf.ones([n], tf.float32)
                         )
                     else:
-                        labels[task] = tf.fill(shape, tf.constant(_fill_value(spec.dtype), spec.dtype))
+                        labels[task] = tf.fill(
+                            shape, tf.constant(_fill_value(spec.dtype), spec.dtype)
+                        )
                         weights[task] = tf.zeros([n], tf.float32)
                 return (x, labels, weights) if with_weights else (x, labels)
 

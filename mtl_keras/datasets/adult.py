@@ -47,7 +47,11 @@ def read_split(path: str, nrows: int | None = None) -> Split:
     import pandas as pd
 
     frame = pd.read_csv(
-        path, header=None, names=COLUMNS, skipinitialspace=True, nrows=nrows,
+        path,
+        header=None,
+        names=COLUMNS,
+        skipinitialspace=True,
+        nrows=nrows,
         comment="|",  # adult.test starts with a "|1x3 Cross validator" line
         dtype={c: str for c in CATEGORICAL + ["marital_status", "income", "education"]},
         na_filter=False,

@@ -101,7 +101,11 @@ def read_split(path: str, nrows: int | None = None) -> Split:
     import pandas as pd
 
     frame = pd.read_csv(
-        path, header=None, names=COLUMNS, skipinitialspace=True, nrows=nrows,
+        path,
+        header=None,
+        names=COLUMNS,
+        skipinitialspace=True,
+        nrows=nrows,
         dtype={c: str for c in CATEGORICAL + ["marital_status", "income"]},
         na_filter=False,
     )

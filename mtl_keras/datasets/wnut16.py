@@ -97,7 +97,9 @@ class Vocabulary:
     ) -> Vocabulary:
         """Vocabulary of items seen `min_count`+ times, most frequent first."""
         counts = collections.Counter(s for seq in sequences for s in seq)
-        ranked = sorted((s for s, c in counts.items() if c >= min_count), key=lambda s: (-counts[s], s))
+        ranked = sorted(
+            (s for s, c in counts.items() if c >= min_count), key=lambda s: (-counts[s], s)
+        )
         return cls(list(specials) + [s for s in ranked if s not in specials])
 
     def __len__(self) -> int:
@@ -229,7 +231,9 @@ def wnut16(
             _pad([words.encode(norm(t)) for t in toks], max_len, 0),
             {
                 "ner": _pad([ner_tags.encode(t) for t in ner], max_len, -1),
-                "shape": _pad([shapes.encode([token_shape(w) for w in t]) for t in toks], max_len, -1),
+                "shape": _pad(
+                    [shapes.encode([token_shape(w) for w in t]) for t in toks], max_len, -1
+                ),
             },
         )
 

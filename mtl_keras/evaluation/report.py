@@ -96,7 +96,27 @@ def task_metrics(
     >>> task_metrics(Regression("y"), np.array([1.0, np.nan]), np.array([2.0, 0.0]))["mae"]
     1.0
     """
+    from mtl_keras.contracts import LabelError, validate_label_array
+
     pred = np.asarray(predictions, dtype="float64")
+    labels = validate_label_array(task, labels, "report")
+    if labels.ndim == 0 or len(labels) != len(pred):
+        raise LabelError(
+            f"report: labels of task {task.name!r} have {len(labels) if labels.ndim else 0} "
+            f"rows (shape {labels.shape}), its predictions {len(pred)} rows: expected one "
+            "label row per prediction row."
+        )
+    per_row = int(np.prod(labels.shape[1:], dtype=int))
+    expected = (
+        int(np.prod(pred.shape[1:-1], dtype=int))
+        if isinstance(task, (Multiclass, Tagging))
+        else int(np.prod(pred.shape[1:], dtype=int))
+    )
+    if per_row != expected:
+        raise LabelError(
+            f"report: labels of task {task.name!r} have shape {labels.shape}, its "
+            f"predictions {pred.shape}: expected {expected} label value(s) per row."
+        )
     if isinstance(task, Tagging):
         y = np.asarray(labels, dtype="float64")
         y = np.where(np.isnan(y), -1, y).astype("int64").reshape(pred.shape[:2])
@@ -159,12 +179,24 @@ def predict_with_labels(
     """
     import tensorflow as tf
 
+    from mtl_keras.contracts import labels_by_task
+
     if isinstance(data, tf.data.Dataset):
         preds: dict[str, list] = {}
         labels: dict[str, list] = {}
         for batch in data:
             x, y = batch[0], batch[1]
-            out = model.predict_on_batch(x)
+            if not isinstance(y, Mapping):
+                y = {model.task_names[0]: y} if len(model.task_names) == 1 else y
+            unknown = [k for k in y if k not in model.task_names] if isinstance(y, Mapping) else []
+            if unknown or not isinstance(y, Mapping):
+                raise ValueError(
+                    f"report: the dataset's labels have keys {unknown} that are not tasks; "
+                    f"tasks are {model.task_names}."
+                    if unknown
+                    else "report: the dataset must yield (x, y) with y a dict keyed by task name."
+                )
+            out = _predict_eagerly(model, x)
             for name in model.task_names:
                 preds.setdefault(name, []).append(np.asarray(out[name]))
                 if name in y:
@@ -176,12 +208,43 @@ def predict_with_labels(
     if not isinstance(data, (tuple, list)) or len(data) < 2:
         raise ValueError("report: `data` must be (x, y) or a tf.data.Dataset of (x, y).")
     x, y = data[0], data[1]
-    if not isinstance(y, Mapping):
+    if not isinstance(y, Mapping) and type(y).__name__ != "DataFrame":
         if len(model.task_names) != 1:
             raise ValueError("report: `y` must be a dict keyed by task name.")
         y = {model.task_names[0]: y}
-    preds = model.predict(x, batch_size=batch_size, verbose=0)
-    return {k: np.asarray(v) for k, v in preds.items()}, {k: np.asarray(v) for k, v in y.items()}
+    # Keys must be tasks and values valid labels (contracts.LabelError otherwise).
+    y = labels_by_task(model, y, "report")
+    preds = _predict_arrays(model, x, batch_size)
+    return preds, {k: np.asarray(v) for k, v in y.items()}
+
+
+def _predict_eagerly(model: Any, x: Any) -> dict[str, np.ndarray]:
+    """One forward pass without tf.function: evaluating many models in a loop
+    then never trips TensorFlow's "frequent retracing" warning (every Keras
+    predict function of every model shares one trace counter)."""
+    out = model(x, training=False)
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _predict_arrays(model: Any, x: Any, batch_size: int) -> dict[str, np.ndarray]:
+    from mtl_keras.contracts import prepare_features
+
+    x, rows = prepare_features(model, x, "report")
+    if rows is None:
+        return {
+            k: np.asarray(v) for k, v in model.predict(x, batch_size=batch_size, verbose=0).items()
+        }
+    import keras
+    import tensorflow as tf
+
+    parts: dict[str, list] = {}
+    for start in range(0, rows, batch_size):
+        rows_slice = slice(start, start + batch_size)
+        # All tensors: Keras refuses a call mixing tensors and arrays.
+        batch = keras.tree.map_structure(lambda v, s=rows_slice: tf.convert_to_tensor(v[s]), x)
+        for k, v in _predict_eagerly(model, batch).items():
+            parts.setdefault(k, []).append(v)
+    return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def report(

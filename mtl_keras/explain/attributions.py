@@ -93,7 +93,7 @@ def _as_dict(model: keras.Model, x: Any) -> dict[str, np.ndarray]:
 
 
 def _pack(model: keras.Model, values: dict[str, Any]) -> Any:
-    struct = model._inputs_struct
+    struct = model.input
     if isinstance(struct, dict):
         return {k: values[t.name] for k, t in struct.items()}
     if isinstance(struct, (list, tuple)):

@@ -16,9 +16,13 @@ import numpy as np
 import tensorflow as tf
 
 from mtl_keras.export.requests import validate_request
-from mtl_keras.export.saved_model import SIGNATURE_NAME
-
-SERVE_TAG = "serve"
+from mtl_keras.export.signature import (
+    SERVE_TAG,
+    SIGNATURE_NAME,
+    SavedModelError,
+    input_signature,
+    saved_model_signatures,
+)
 
 
 class ExportCheckError(AssertionError):
@@ -36,41 +40,17 @@ def inspect_saved_model(path: str | os.PathLike[str]) -> dict[str, Any]:
         {key: {"dtype", "shape", "tensor"}}, "outputs": {...}, "method"}}}`
         for the `serve` meta graph.
 
+    Raises:
+        ExportCheckError: missing, truncated or corrupt `saved_model.pb`, or
+            no `serve` meta graph.
+
     Example:
     >>> # inspect_saved_model("saved_models/census_income/1")["signatures"].keys()
     """
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    proto = saved_model_pb2.SavedModel()
-    with open(os.path.join(os.fspath(path), "saved_model.pb"), "rb") as f:
-        proto.ParseFromString(f.read())
-    tags = [list(mg.meta_info_def.tags) for mg in proto.meta_graphs]
-    serve = [mg for mg in proto.meta_graphs if SERVE_TAG in mg.meta_info_def.tags]
-    if not serve:
-        raise ExportCheckError(f"No meta graph tagged {SERVE_TAG!r} in {path}: tags {tags}.")
-
-    def tensors(infos: Any) -> dict[str, Any]:
-        return {
-            key: {
-                "dtype": tf.as_dtype(info.dtype).name,
-                "shape": None
-                if info.tensor_shape.unknown_rank
-                else [d.size if d.size >= 0 else None for d in info.tensor_shape.dim],
-                "tensor": info.name,
-            }
-            for key, info in infos.items()
-        }
-
-    signatures = {
-        name: {
-            "method": sig.method_name,
-            "inputs": tensors(sig.inputs),
-            "outputs": tensors(sig.outputs),
-        }
-        for name, sig in serve[0].signature_def.items()
-        if not name.startswith("__")  # __saved_model_init_op is not a signature
-    }
-    return {"tags": tags, "signatures": signatures}
+    try:
+        return saved_model_signatures(path)
+    except SavedModelError as e:
+        raise ExportCheckError(str(e)) from e
 
 
 def run_tf2(path: str, features: Mapping[str, np.ndarray], signature: str) -> dict[str, np.ndarray]:
@@ -142,8 +122,6 @@ def check_export(
     if isinstance(model, Mapping):
         expected = {k: np.asarray(v) for k, v in model.items()}
     else:
-        from mtl_keras.export.saved_model import input_signature
-
         model_inputs = input_signature(model)
         if set(model_inputs) != set(input_spec):
             raise ExportCheckError(

@@ -8,57 +8,25 @@ and name the feature, expected and actual dtype/shape.
 
 from __future__ import annotations
 
-import json
-import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import tensorflow as tf
 
-from mtl_keras.export.saved_model import METADATA_FILE
+from mtl_keras.export.signature import SignatureSpec, signature_spec
 
-SignatureSpec = Mapping[str, tf.TensorSpec]
+if TYPE_CHECKING:  # pragma: no cover
+    import tensorflow as tf
+
+__all__ = ["RequestError", "SignatureSpec", "check_numbers", "signature_spec", "validate_request"]
 
 
 class RequestError(ValueError):
     """A request's features do not match the serving signature."""
 
 
-def signature_spec(source: Any) -> dict[str, tf.TensorSpec]:
-    """The signature inputs (name -> `tf.TensorSpec`) from several sources.
-
-    Args:
-        source: a functional `keras.Model`, an exported version directory
-            (reads `assets.extra/mtl_keras.json`, no TensorFlow load), a dict
-            name -> `tf.TensorSpec`, or the metadata's `"inputs"` list.
-
-    Example:
-    >>> spec = signature_spec([{"name": "x", "dtype": "float32", "shape": [None, 4]}])
-    >>> spec["x"].shape.as_list()
-    [None, 4]
-    """
-    import keras  # late: this module is imported by light client code
-
-    if isinstance(source, keras.Model):
-        from mtl_keras.export.saved_model import input_signature
-
-        return input_signature(source)
-    if isinstance(source, (str, os.PathLike)):
-        meta_path = os.path.join(os.fspath(source), "assets.extra", METADATA_FILE)
-        with open(meta_path, encoding="utf-8") as f:
-            source = json.load(f)["inputs"]
-    if isinstance(source, Mapping):
-        return {
-            k: v if isinstance(v, tf.TensorSpec) else tf.TensorSpec(**v) for k, v in source.items()
-        }
-    return {
-        i["name"]: tf.TensorSpec(i["shape"], tf.as_dtype(i["dtype"]), name=i["name"])
-        for i in source
-    }
-
-
 def _kind(dtype: tf.DType) -> str:
-    if dtype == tf.string:
+    if dtype.name == "string":
         return "string"
     if dtype.is_bool:
         return "bool"
@@ -67,6 +35,72 @@ def _kind(dtype: tf.DType) -> str:
     if dtype.is_floating:
         return "float"
     return dtype.name
+
+
+def _first_bad(name: str, arr: np.ndarray, bad: np.ndarray, what: str) -> RequestError:
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    return RequestError(
+        f"Feature {name!r}: {int(bad.sum())} value(s) {what}, first {arr[index]!r} at "
+        f"index {index}."
+    )
+
+
+def check_numbers(name: str, arr: np.ndarray, dtype: Any = None) -> np.ndarray:
+    """Rejects NaN/±Inf, and values `dtype` cannot hold, in a numeric array.
+
+    JSON has no NaN or Infinity (`requests.post(json=...)` refuses them) and
+    a cast would silently turn 1e300 into inf (float32) or 1e20 into
+    INT64_MIN (int64): each is an error naming the feature.
+
+    Args:
+        name: the feature name, for the message.
+        arr: a numeric numpy array.
+        dtype: the target numpy dtype; `None` keeps `arr.dtype`.
+
+    Returns:
+        `arr` cast to `dtype`.
+
+    Example:
+    >>> check_numbers("age", np.array([31.0, np.nan]))
+    Traceback (most recent call last):
+    ...
+    mtl_keras.export.requests.RequestError: Feature 'age': 1 value(s) NaN or infinite ...
+    """
+    target = np.dtype(dtype) if dtype is not None else arr.dtype
+    if arr.dtype.kind in "fc":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise _first_bad(name, arr, bad, "NaN or infinite (not valid JSON nor a feature)")
+    if target.kind in "iu" and arr.dtype.kind in "iuf" and arr.size:
+        info = np.iinfo(target)
+        if arr.dtype.kind == "f":
+            bad = (arr < float(info.min)) | (arr >= float(info.max) + 1)
+        else:
+            bad = (arr < info.min) | (arr > info.max)
+        if bad.any():
+            raise _first_bad(
+                name, arr, bad, f"out of the {target.name} range [{info.min}, {info.max}]"
+            )
+    if target.kind == "f" and arr.size:
+        with np.errstate(over="ignore"):
+            cast = arr.astype(target)
+        bad = ~np.isfinite(cast)
+        if bad.any():
+            limit = float(np.finfo(target).max)
+            raise _first_bad(name, arr, bad, f"overflow {target.name} (|x| > {limit:.4g})")
+        return cast
+    return arr.astype(target)
+
+
+def _python_ints(name: str, arr: np.ndarray) -> np.ndarray:
+    """An object array of Python ints (too big for int64) -> a clear range error."""
+    flat = arr.reshape(-1)
+    if flat.size and all(isinstance(v, int) and not isinstance(v, bool) for v in flat):
+        big = [v for v in flat if not -(2**63) <= v < 2**63]
+        raise RequestError(
+            f"Feature {name!r}: {len(big)} value(s) out of the int64 range, first {big[0]!r}."
+        )
+    return arr
 
 
 def _as_array(name: str, value: Any, spec: tf.TensorSpec) -> np.ndarray:
@@ -84,13 +118,16 @@ def _as_array(name: str, value: Any, spec: tf.TensorSpec) -> np.ndarray:
             [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in flat], dtype=object
         ).reshape(arr.shape)
     arr = np.asarray(value)
+    if arr.dtype == object:
+        _python_ints(name, arr)
     if arr.dtype == object or arr.dtype.kind in "USO":
         raise RequestError(
             f"Feature {name!r}: expected {spec.dtype.name} ({kind}), got strings/objects "
             f"(numpy dtype {arr.dtype})."
         )
     if kind == "integer" and arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+        check_numbers(name, arr)
+        if not np.all(arr == np.round(arr)):
             raise RequestError(
                 f"Feature {name!r}: expected {spec.dtype.name} (integer), got "
                 f"non-integral floats (numpy dtype {arr.dtype})."
@@ -101,6 +138,8 @@ def _as_array(name: str, value: Any, spec: tf.TensorSpec) -> np.ndarray:
         raise RequestError(
             f"Feature {name!r}: expected {spec.dtype.name}, got numpy dtype {arr.dtype}."
         )
+    if kind in ("float", "integer"):
+        return check_numbers(name, arr, spec.dtype.as_numpy_dtype)
     return arr.astype(spec.dtype.as_numpy_dtype)
 
 
@@ -132,7 +171,7 @@ def validate_request(
     >>> validate_request(spec, {"y": [[1, 2]]})
     Traceback (most recent call last):
     ...
-    mtl_keras.export.requests.RequestError: Missing feature(s) ['x'] ...
+    mtl_keras.export.requests.RequestError: Missing feature(s) ['x']; ...
     """
     spec = signature_spec(spec) if not _is_spec(spec) else spec
     if not isinstance(features, Mapping):
@@ -167,6 +206,8 @@ def validate_request(
                     )
         if arr.ndim == 0:
             raise RequestError(f"Feature {name!r}: needs a batch dimension, got a scalar.")
+        if arr.shape[0] == 0:
+            raise RequestError(f"Feature {name!r}: empty batch (0 rows); send at least one row.")
         if batch is None:
             batch = (name, arr.shape[0])
         elif arr.shape[0] != batch[1]:
@@ -179,8 +220,12 @@ def validate_request(
 
 
 def _is_spec(spec: Any) -> bool:
-    return isinstance(spec, Mapping) and all(isinstance(v, tf.TensorSpec) for v in spec.values())
+    if not isinstance(spec, Mapping) or not spec:
+        return False
+    import tensorflow as tf
+
+    return all(isinstance(v, tf.TensorSpec) for v in spec.values())
 
 
-def _shape_str(shape: tf.TensorShape) -> str:
+def _shape_str(shape: Any) -> str:
     return "(" + ", ".join("batch" if d is None else str(d) for d in shape.as_list()) + ")"

@@ -26,9 +26,9 @@ import tensorflow as tf
 from mtl_keras.export.requests import validate_request
 from mtl_keras.export.saved_model import (
     SIGNATURE_NAME,
-    _check_model,
-    _write_saved_model,
+    check_model,
     input_signature,
+    write_saved_model,
 )
 
 QUANTIZATIONS = ("float32", "float16", "dynamic_int8", "full_int8")
@@ -96,7 +96,7 @@ def export_tflite(
     >>> # info = export_tflite(model, "model_fp16.tflite", quantization="float16")
     >>> # info["size_bytes"]
     """
-    _check_model(model)
+    check_model(model)
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"`quantization` must be one of {QUANTIZATIONS}, got {quantization!r}.")
     if select_tf_ops not in (True, False, "auto"):
@@ -108,7 +108,7 @@ def export_tflite(
     with tempfile.TemporaryDirectory() as tmp:
         # From the SavedModel rather than the Keras model: the converter then
         # sees exactly what TF Serving serves, with named signature inputs.
-        _write_saved_model(model, tmp)
+        write_saved_model(model, tmp)
 
         def convert(with_select: bool) -> bytes:
             converter = tf.lite.TFLiteConverter.from_saved_model(

@@ -8,11 +8,13 @@ are ready before the first real request.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import tensorflow as tf
 
-from mtl_keras.export.requests import SignatureSpec, validate_request
+from mtl_keras.export.requests import validate_request
+from mtl_keras.export.signature import SignatureSpec
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 

@@ -50,8 +50,10 @@ class CrossStitch(keras.layers.Layer):
         return alpha
 
     def build(self, input_shape: Any) -> None:
-        if not isinstance(input_shape, (list, tuple)) or not input_shape or not isinstance(
-            input_shape[0], (list, tuple)
+        if (
+            not isinstance(input_shape, (list, tuple))
+            or not input_shape
+            or not isinstance(input_shape[0], (list, tuple))
         ):
             raise ValueError("CrossStitch must be called on a list of tensors (one per task).")
         shapes = {tuple(s[1:]) for s in input_shape}

@@ -6,7 +6,7 @@ from typing import Any
 
 import keras
 
-from mtl_keras.layers.trunk_unit import _check_momentum
+from mtl_keras.layers.trunk_unit import check_momentum
 
 
 @keras.saving.register_keras_serializable(package="mtl_keras")
@@ -47,7 +47,7 @@ class TaskAttention(keras.layers.Layer):
             )
         self.channels = channels
         self.batch_norm = bool(batch_norm)
-        self.batch_norm_momentum = _check_momentum(batch_norm_momentum, "TaskAttention")
+        self.batch_norm_momentum = check_momentum(batch_norm_momentum, "TaskAttention")
         self.proj = keras.layers.Dense(channels, use_bias=not batch_norm, name="proj")
         self.norm = (
             keras.layers.BatchNormalization(momentum=self.batch_norm_momentum, name="bn")

@@ -9,7 +9,7 @@ import keras
 UNIT_KINDS = ("conv2d", "conv1d", "bilstm")
 
 
-def _check_momentum(value: Any, owner: str) -> float:
+def check_momentum(value: Any, owner: str) -> float:
     """Validates a batch norm momentum in [0, 1)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise ValueError(f"{owner} `batch_norm_momentum` must be in [0, 1), got {value!r}.")
@@ -62,7 +62,7 @@ class TrunkUnit(keras.layers.Layer):
             raise ValueError(
                 f"TrunkUnit `filters` must be even for 'bilstm' (half per direction), got {filters}."
             )
-        batch_norm_momentum = _check_momentum(batch_norm_momentum, "TrunkUnit")
+        batch_norm_momentum = check_momentum(batch_norm_momentum, "TrunkUnit")
         self.kind = kind
         self.filters = filters
         self.kernel_size = kernel_size

@@ -222,3 +222,12 @@ def draw_uniform(state: Any, shape: Any) -> Any:
     values = tf.random.stateless_uniform(shape, seed=tf.convert_to_tensor(state), alg=alg)
     state.assign_add(tf.constant([0, 1], tf.int64))
     return values
+
+
+def preference(pref_vector: list[float] | None, m: int, who: str) -> Any:
+    """The preference weights as a float64 (m,) tensor (default 1/m)."""
+    if pref_vector is None:
+        return tf.fill([m], tf.constant(1.0 / m, tf.float64))
+    if len(pref_vector) != m:
+        raise ValueError(f"{who}: `pref_vector` has {len(pref_vector)} entries for {m} tasks.")
+    return tf.constant(pref_vector, tf.float64)

@@ -9,7 +9,6 @@ import tensorflow as tf
 
 from mtl_keras.weighting import _ops
 from mtl_keras.weighting.base import GradientAggregator
-from mtl_keras.weighting.upgrad import _preference
 
 _SCALE_MODES = ("min", "median", "rmse")
 
@@ -58,7 +57,7 @@ class AlignedMTL(GradientAggregator):
 
     def combination(self, jacobian: Any) -> Any:
         m = _ops.static_num_tasks(jacobian, "AlignedMTL")
-        pref = _preference(self.pref_vector, m, "AlignedMTL")
+        pref = _ops.preference(self.pref_vector, m, "AlignedMTL")
         gram = tf.cast(_ops.gramian(jacobian), tf.float64)
         lam, vec = tf.linalg.eigh(0.5 * (gram + tf.transpose(gram)))
         keep = lam > tf.reduce_max(lam) * m * _ops.EPS32

@@ -338,7 +338,11 @@ class GradientAggregator(Weighting):
         return unflatten(direction * scale, shared_vars), weights
 
     def _shared_from_representation(
-        self, ctx: StepContext, losses: Any, objective: Any, shared_vars: list[Any],
+        self,
+        ctx: StepContext,
+        losses: Any,
+        objective: Any,
+        shared_vars: list[Any],
         loss_scale: Any,
     ) -> tuple[list[Any], Any]:
         """Aggregates the Jacobian w.r.t. the representation, then one VJP."""
@@ -360,8 +364,11 @@ class GradientAggregator(Weighting):
             # (MirroredStrategy splits the batch in order).
             gathered = replica.all_gather(tf.stop_gradient(local), axis=1)
             jac = tf.reshape(gathered, [num_tasks, -1])  # keep T static
-            size = tf.shape(local)[1]
-            offset = tf.cast(replica.replica_id_in_sync_group, tf.int32) * size
+            # Replicas may hold different numbers of rows (a global batch that
+            # does not split evenly): this replica's block starts after the
+            # blocks of the replicas before it.
+            sizes = replica.all_gather(tf.shape(local)[1:2], axis=0)
+            offset = tf.reduce_sum(sizes[: replica.replica_id_in_sync_group])
         direction, weights = self.direction_and_weights(jac)
         if offset is not None:
             direction = direction[offset : offset + tf.shape(local)[1]]

@@ -100,9 +100,7 @@ class CAGrad(GradientAggregator):
             # < 1e-12 relative: near the optimum it only wanders at that scale
             # (the sqrt term is not smooth there). ~5-40 steps, not `max_iters`.
             gain = f0 - value(new)
-            moved = tf.logical_and(
-                tf.reduce_max(tf.abs(new - w)) > 1e-8, gain > 1e-12 * tf.abs(f0)
-            )
+            moved = tf.logical_and(tf.reduce_max(tf.abs(new - w)) > 1e-8, gain > 1e-12 * tf.abs(f0))
             # Try a longer step next time (capped: a flat objective never fails).
             return i + 1, new, tf.minimum(t * 2.0, t_max), moved
 

@@ -9,7 +9,6 @@ import tensorflow as tf
 
 from mtl_keras.weighting import _ops
 from mtl_keras.weighting.base import GradientAggregator
-from mtl_keras.weighting.upgrad import _preference
 
 
 @keras.saving.register_keras_serializable(package="mtl_keras")
@@ -55,7 +54,7 @@ class DualProj(GradientAggregator):
 
     def combination(self, jacobian: Any) -> Any:
         m = _ops.static_num_tasks(jacobian, "DualProj")
-        pref = _preference(self.pref_vector, m, "DualProj")
+        pref = _ops.preference(self.pref_vector, m, "DualProj")
         gram = _ops.normalize_gramian(_ops.gramian(jacobian), self.norm_eps)
         gram = tf.cast(gram, tf.float64) + self.reg_eps * tf.eye(m, dtype=tf.float64)
         weights = _ops.dual_cone_weights(gram, pref[:, None])[:, 0]

@@ -87,7 +87,10 @@ class GradNorm(LossWeighting):
         return self.rep_grad
 
     def __init__(
-        self, alpha: float = 1.5, min_weight: float = 1e-3, rep_grad: bool = False,
+        self,
+        alpha: float = 1.5,
+        min_weight: float = 1e-3,
+        rep_grad: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -139,9 +142,7 @@ class GradNorm(LossWeighting):
     def compute_gradients(self, ctx: StepContext) -> tuple[list[Any], Any]:
         losses = tf.stop_gradient(tf.cast(ctx.task_losses, tf.float32))
         # L_i(0): the first non-zero loss of each task.
-        self.initial_losses.assign(
-            tf.where(self.initial_losses > 0, self.initial_losses, losses)
-        )
+        self.initial_losses.assign(tf.where(self.initial_losses > 0, self.initial_losses, losses))
         weights = self.normalized_weights()
         # Keep the state renormalised (the optimizer moved it last step).
         self.task_weights.assign(weights)
@@ -178,8 +179,11 @@ class GradNorm(LossWeighting):
         norms = []
         for loss in per_task:
             g = [_replica_mean(x) for x in ctx.tape.gradient(loss, probe) if x is not None]
-            norms.append(tf.linalg.global_norm([tf.cast(x, tf.float32) for x in g]) if g
-                         else tf.constant(0.0))
+            norms.append(
+                tf.linalg.global_norm([tf.cast(x, tf.float32) for x in g])
+                if g
+                else tf.constant(0.0)
+            )
         return tf.stack(norms)
 
     def _representation_norms(self, ctx: StepContext, scaled: Any) -> Any:

@@ -14,8 +14,9 @@ def flatten(tensors: list[Any]) -> Any:
 
 def unflatten(vector: Any, like: list[Any]) -> list[Any]:
     """Splits a flat vector back into tensors shaped (and typed) like `like`."""
-    sizes = [int(tf.size(v)) if not v.shape.is_fully_defined() else v.shape.num_elements()
-             for v in like]
+    sizes = [
+        int(tf.size(v)) if not v.shape.is_fully_defined() else v.shape.num_elements() for v in like
+    ]
     parts = tf.split(vector, sizes)
     return [tf.cast(tf.reshape(p, v.shape), v.dtype) for p, v in zip(parts, like)]
 
@@ -33,8 +34,7 @@ def fill_none(grads: list[Any], like: list[Any], leading: list[int] | None = Non
     `UnconnectedGradients.ZERO` chokes on Keras variables' string dtypes."""
     lead = leading or []
     return [
-        tf.zeros(lead + list(v.shape), tf.float32) if g is None else g
-        for g, v in zip(grads, like)
+        tf.zeros(lead + list(v.shape), tf.float32) if g is None else g for g, v in zip(grads, like)
     ]
 
 
@@ -50,9 +50,7 @@ def _pfor_jacobian(tape: tf.GradientTape, task_losses: Any, variables: list[Any]
     num_tasks = task_losses.shape[0]
     blocks = tape.jacobian(task_losses, variables, experimental_use_pfor=True)
     blocks = fill_none(blocks, variables, [num_tasks])
-    return tf.concat(
-        [tf.reshape(tf.cast(b, tf.float32), [num_tasks, -1]) for b in blocks], axis=1
-    )
+    return tf.concat([tf.reshape(tf.cast(b, tf.float32), [num_tasks, -1]) for b in blocks], axis=1)
 
 
 def as_tensor_list(representation: Any) -> list[Any]:
@@ -94,9 +92,7 @@ def pack_samples(blocks: list[Any], num_tasks: int) -> Any:
     `tf.distribute` the global batch's matrix is the replicas' matrices side
     by side.
     """
-    parts = [
-        tf.reshape(tf.cast(b, tf.float32), [num_tasks, tf.shape(b)[1], -1]) for b in blocks
-    ]
+    parts = [tf.reshape(tf.cast(b, tf.float32), [num_tasks, tf.shape(b)[1], -1]) for b in blocks]
     packed = parts[0] if len(parts) == 1 else tf.concat(parts, axis=2)
     return tf.reshape(packed, [num_tasks, -1])
 
@@ -120,7 +116,10 @@ def _per_sample_size(z: Any) -> Any:
 
 
 def _chain_jacobian(
-    tape: tf.GradientTape, task_losses: Any, variables: list[Any], representation: Any,
+    tape: tf.GradientTape,
+    task_losses: Any,
+    variables: list[Any],
+    representation: Any,
     method: str,
 ) -> Any:
     """`J = J_z dz/dθ`: the task gradients on z pulled back through the trunk.

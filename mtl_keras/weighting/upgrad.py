@@ -60,7 +60,7 @@ class UPGrad(GradientAggregator):
 
     def combination(self, jacobian: Any) -> Any:
         m = _ops.static_num_tasks(jacobian, "UPGrad")
-        pref = _preference(self.pref_vector, m, "UPGrad")
+        pref = _ops.preference(self.pref_vector, m, "UPGrad")
         gram = _ops.normalize_gramian(_ops.gramian(jacobian), self.norm_eps)
         gram = tf.cast(gram, tf.float64) + self.reg_eps * tf.eye(m, dtype=tf.float64)
         solutions = _ops.dual_cone_weights(gram, tf.linalg.diag(pref))
@@ -73,12 +73,3 @@ class UPGrad(GradientAggregator):
             "norm_eps": self.norm_eps,
             "reg_eps": self.reg_eps,
         }
-
-
-def _preference(pref_vector: list[float] | None, m: int, who: str) -> Any:
-    """The preference weights as a float64 (m,) tensor (default 1/m)."""
-    if pref_vector is None:
-        return tf.fill([m], tf.constant(1.0 / m, tf.float64))
-    if len(pref_vector) != m:
-        raise ValueError(f"{who}: `pref_vector` has {len(pref_vector)} entries for {m} tasks.")
-    return tf.constant(pref_vector, tf.float64)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from conftest import toy_data
-from helper import run_builder_checks
+from _support import toy_data
+from _support.builders import run_builder_checks
 
 import mtl_keras as mk
 from mtl_keras.builders.cascade import topological_order
@@ -84,9 +84,7 @@ def test_cascade_dag_validation(dependencies, match):
 
 def test_cascade_argument_validation():
     with pytest.raises(ValueError, match="pass_predictions"):
-        mk.builders.cascade(
-            keras.Input((8,)), TASKS, pass_predictions=False, pass_hidden=False
-        )
+        mk.builders.cascade(keras.Input((8,)), TASKS, pass_predictions=False, pass_hidden=False)
     with pytest.raises(ValueError, match="tower_units"):
         mk.builders.cascade(keras.Input((8,)), TASKS, tower_units=())
 

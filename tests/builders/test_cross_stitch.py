@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from conftest import toy_data
-from helper import run_builder_checks
+from _support import toy_data
+from _support.builders import run_builder_checks
 
 import mtl_keras as mk
 from mtl_keras.layers import CrossStitch

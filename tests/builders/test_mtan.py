@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from helper import run_builder_checks
+from _support.builders import run_builder_checks
 
 import mtl_keras as mk
 from mtl_keras.builders import mtan, mtan_attention_model

@@ -12,7 +12,7 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
-from helper import run_builder_checks
+from _support.builders import run_builder_checks
 
 import mtl_keras as mk
 from mtl_keras.builders import on_backbone

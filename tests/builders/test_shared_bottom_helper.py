@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import keras
 import pytest
-from conftest import toy_data
-from helper import run_builder_checks
+from _support import toy_data
+from _support.builders import run_builder_checks
 
 import mtl_keras as mk
 

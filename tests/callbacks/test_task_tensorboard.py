@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import toy_data, toy_model
+from _support import toy_data, toy_model
 
 import mtl_keras as mk
 from mtl_keras.callbacks import TaskTensorBoard
@@ -19,7 +19,10 @@ from mtl_keras.callbacks.task_tensorboard import split_task_key
 TASKS = ["click", "dwell"]
 # What MultiTaskModel logs for the toy tasks (Binary: auc, accuracy;
 # Regression: mae, rmse), besides loss and weight.
-METRICS = {"click": ["loss", "weight", "auc", "accuracy"], "dwell": ["loss", "weight", "mae", "rmse"]}
+METRICS = {
+    "click": ["loss", "weight", "auc", "accuracy"],
+    "dwell": ["loss", "weight", "mae", "rmse"],
+}
 
 
 def read_scalars(run_dir: str) -> dict[str, dict[int, float]]:

@@ -60,7 +60,7 @@ def test_masks_zero_weights_every_step_and_reach_schedule(weighting):
     class Check(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             step = int(opt.iterations.numpy())
-            for variable, mask, final in opt._masks.values():
+            for variable, mask, final in opt.masks:
                 w, m = variable.numpy(), mask.numpy()
                 # Masked entries are exactly zero after every step.
                 assert np.all(w[m == 0] == 0), (step, variable.path)
@@ -76,7 +76,7 @@ def test_masks_zero_weights_every_step_and_reach_schedule(weighting):
         if last_update == 0:
             assert sparsity == 0.0
             continue
-        size = next(v for v, _, _ in opt._masks.values() if v.path == path).numpy().size
+        size = next(v for v, _, _ in opt.masks if v.path == path).numpy().size
         expected = round(float(schedule.sparsity(last_update, final)) * size) / size
         assert sparsity == pytest.approx(expected, abs=1e-6), (step, path)
     report = compress.group_sparsity(model)
@@ -101,8 +101,8 @@ def test_save_load_resume_keeps_masks_and_schedule(tmp_path):
     ropt = restored.optimizer
     assert isinstance(ropt, compress.PruningOptimizer)
     assert int(ropt.iterations.numpy()) == 16
-    masks = {v.path: m.numpy() for v, m, _ in opt._masks.values()}
-    rmasks = {v.path: m.numpy() for v, m, _ in ropt._masks.values()}
+    masks = {v.path: m.numpy() for v, m, _ in opt.masks}
+    rmasks = {v.path: m.numpy() for v, m, _ in ropt.masks}
     assert masks.keys() == rmasks.keys()
     for key in masks:
         np.testing.assert_array_equal(masks[key], rmasks[key])
@@ -163,7 +163,7 @@ def test_steps_per_execution():
     model.compile(opt, weighting="static", steps_per_execution=4)
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     assert int(opt.iterations.numpy()) == 8
-    for variable, mask, _ in opt._masks.values():
+    for variable, mask, _ in opt.masks:
         w, m = variable.numpy(), mask.numpy()
         assert np.all(w[m == 0] == 0)
         assert np.mean(m == 0) == pytest.approx(0.5, abs=1 / m.size)

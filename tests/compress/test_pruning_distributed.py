@@ -45,7 +45,7 @@ SCRIPT = textwrap.dedent(
             model.compile(opt, weighting=weighting)
         model.fit(x, y, batch_size=64, epochs=2, shuffle=False, verbose=0)
         weights = {v.path: v.numpy() for v in model.trainable_variables}
-        masks = {v.path: m.numpy() for v, m, _ in opt._masks.values()}
+        masks = {v.path: m.numpy() for v, m, _ in opt.masks}
         return weights, masks, compress.group_sparsity(model)
 
     report = {}

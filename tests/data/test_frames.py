@@ -45,8 +45,12 @@ def _bce(y: np.ndarray, p: np.ndarray) -> np.ndarray:
 def _dataset(frame: pd.DataFrame, **kwargs):
     with pytest.warns(UserWarning, match="'r'"):
         return from_pandas(
-            frame, ["x0", "x1", "x2"], {"b": "b", "m": "m", "e": "e", "r": "no_such_column"},
-            mask_columns={"e": "e_mask"}, stack_features=True, **kwargs,
+            frame,
+            ["x0", "x1", "x2"],
+            {"b": "b", "m": "m", "e": "e", "r": "no_such_column"},
+            mask_columns={"e": "e_mask"},
+            stack_features=True,
+            **kwargs,
         )
 
 

@@ -48,7 +48,10 @@ def test_proportions_match_requested(sampler, alpha, expected):
 def test_annealed_moves_toward_uniform_over_epochs():
     s = TaskSampler(
         {f"t{i}": _tagged(i, n) for i, n in enumerate(SIZES)},
-        "annealed", epochs=3, steps_per_epoch=1500, seed=1,
+        "annealed",
+        epochs=3,
+        steps_per_epoch=1500,
+        seed=1,
     )
     assert s.alpha_at(0) == 1.0 and s.alpha_at(2) == pytest.approx(0.2)
     ids = _measure(s, 3 * 1500).reshape(3, 1500)
@@ -104,7 +107,9 @@ def test_two_heterogeneous_data_sets_learn_both_tasks():
             "sign": from_arrays(xa, {"sign": sign}, batch_size=32, shuffle=True, seed=0),
             "argmax": from_arrays(xb, {"argmax": arg}, batch_size=32, shuffle=True, seed=1),
         },
-        "annealed", epochs=6, seed=0,
+        "annealed",
+        epochs=6,
+        seed=0,
     )
     keras.utils.set_random_seed(0)
     tasks = [mk.Binary("sign"), mk.Multiclass("argmax", 3)]

@@ -20,9 +20,12 @@ def _small(image):
 def test_celeb_a_attributes_as_binary_tasks():
     with tfds.testing.mock_data(num_examples=10):
         ds = from_tfds(
-            "celeb_a", "train",
+            "celeb_a",
+            "train",
             {"smiling": "attributes/Smiling", "male": "attributes/Male"},
-            batch_size=4, preprocess=_small, seed=0,
+            batch_size=4,
+            preprocess=_small,
+            seed=0,
         )
         batches = list(ds)
     assert [int(x.shape[0]) for x, _ in batches] == [4, 4, 2]
@@ -36,10 +39,13 @@ def test_celeb_a_attributes_as_binary_tasks():
 def test_mnist_callable_labels_and_fit():
     with tfds.testing.mock_data(num_examples=12):
         ds = from_tfds(
-            "mnist", "test",
+            "mnist",
+            "test",
             {"digit": "label", "odd": lambda ex: ex["label"] % 2 == 1},
             features=lambda ex: tf.reshape(tf.cast(ex["image"], tf.float32) / 255.0, [784]),
-            batch_size=6, cache=True, augment=lambda x: x + 0.0,
+            batch_size=6,
+            cache=True,
+            augment=lambda x: x + 0.0,
         )
         x, y = next(iter(ds))
         assert x.shape == (6, 784)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 import pytest
-from conftest import toy_data
+from _support import toy_data
 
 import mtl_keras as mk
 from mtl_keras.evaluation import delta_m, single_task_baselines

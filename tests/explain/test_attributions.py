@@ -24,7 +24,14 @@ def test_completeness_tabular_categorical_and_numeric():
     model, x, _ = trained()
     attr = explain.integrated_gradients(model, _rows(x), steps=STEPS)
     assert set(attr.values) == {"alpha", "beta"}
-    assert set(attr.values["alpha"]) == {"num_a", "num_b", "num_noise", "amount", "cat_c", "cat_noise"}
+    assert set(attr.values["alpha"]) == {
+        "num_a",
+        "num_b",
+        "num_noise",
+        "amount",
+        "cat_c",
+        "cat_noise",
+    }
     for task in ("alpha", "beta"):
         delta = attr.outputs[task] - attr.baseline_outputs[task]
         assert np.abs(delta).mean() > 0.1  # non-trivial

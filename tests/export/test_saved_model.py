@@ -11,11 +11,18 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from conftest import toy_data, toy_model
+from _support import toy_data, toy_model
 
 import mtl_keras as mk
 from mtl_keras.export import export_saved_model
 from mtl_keras.export import saved_model as saved_model_lib
+from mtl_keras.export.saved_model import LOCK_FILE
+
+
+def published(path) -> list[str]:
+    """Entries of a base directory, without the export lock file."""
+    return [n for n in os.listdir(path) if n != LOCK_FILE]
+
 
 # Runs in a fresh interpreter: loads the SavedModel without mtl_keras or the
 # model's Python code, calls serving_default on raw features, saves outputs.
@@ -39,7 +46,9 @@ def _reload_and_predict(path: str, features: dict[str, np.ndarray], tmp_path) ->
     inputs_npz = tmp_path / "inputs.npz"
     out_npz = tmp_path / "outputs.npz"
     # .npz cannot hold object arrays without pickle: strings go as unicode.
-    np.savez(inputs_npz, **{k: v.astype(str) if v.dtype == object else v for k, v in features.items()})
+    np.savez(
+        inputs_npz, **{k: v.astype(str) if v.dtype == object else v for k, v in features.items()}
+    )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
         [sys.executable, "-c", _RELOAD, path, str(inputs_npz), str(out_npz)],
@@ -125,7 +134,7 @@ def test_versions_auto_increment_and_layout(tmp_path):
     (base / "notes").mkdir()
     assert export_saved_model(model, base, version=7).endswith(os.sep + "7")
     assert export_saved_model(model, base).endswith(os.sep + "8")
-    assert sorted(os.listdir(base)) == ["1", "2", "7", "8", "notes"]
+    assert sorted(published(base)) == ["1", "2", "7", "8", "notes"]
     for v in ("1", "2", "7", "8"):
         vdir = base / v
         assert (vdir / "saved_model.pb").is_file()
@@ -145,7 +154,7 @@ def test_existing_version_is_refused_unless_overwrite(tmp_path):
     path = export_saved_model(model, tmp_path, version=3, overwrite=True)
     assert not marker.exists()
     assert os.path.isfile(os.path.join(path, "saved_model.pb"))
-    assert sorted(os.listdir(tmp_path)) == ["3"]
+    assert sorted(published(tmp_path)) == ["3"]
 
 
 def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
@@ -159,7 +168,7 @@ def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
             f.write(b"partial")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(saved_model_lib, "_write_saved_model", half_write)
+    monkeypatch.setattr(saved_model_lib, "write_saved_model", half_write)
     with pytest.raises(RuntimeError, match="disk full"):
         export_saved_model(model, tmp_path)
     with pytest.raises(RuntimeError, match="disk full"):
@@ -175,7 +184,7 @@ def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
     monkeypatch.setattr(saved_model_lib, "_write_metadata", metadata_fails)
     with pytest.raises(RuntimeError, match="metadata failed"):
         export_saved_model(model, tmp_path)
-    assert sorted(os.listdir(tmp_path)) == ["1"]
+    assert sorted(published(tmp_path)) == ["1"]
     assert os.path.isfile(tmp_path / "1" / "saved_model.pb")
     assert (tmp_path / "1" / "saved_model.pb").read_bytes() != b"partial"
 
@@ -191,9 +200,11 @@ def test_failed_publish_restores_the_old_version(tmp_path, monkeypatch):
         real_rename(src, dst)
 
     monkeypatch.setattr(saved_model_lib.os, "rename", failing_rename)
+    # The two-rename fallback (no renameat2 exchange) restores the old version.
+    monkeypatch.setattr(saved_model_lib, "_exchange", lambda a, b: False)
     with pytest.raises(FileExistsError, match="Could not publish version 1"):
         export_saved_model(model, tmp_path, version=1, overwrite=True)
-    assert sorted(os.listdir(tmp_path)) == ["1"]
+    assert sorted(published(tmp_path)) == ["1"]
     assert (tmp_path / "1" / "saved_model.pb").is_file()
 
 
@@ -201,7 +212,7 @@ def test_failed_publish_restores_the_old_version(tmp_path, monkeypatch):
 def test_bad_version(tmp_path, version):
     with pytest.raises(ValueError, match="`version` must be a positive integer"):
         export_saved_model(toy_model(), tmp_path, version=version)
-    assert os.listdir(tmp_path) == []
+    assert published(tmp_path) == []
 
 
 def test_bad_model(tmp_path):
@@ -221,7 +232,7 @@ def test_bad_model(tmp_path):
 
     with pytest.raises(ValueError, match="must be functional"):
         export_saved_model(Subclassed(), tmp_path)
-    assert os.listdir(tmp_path) == []
+    assert published(tmp_path) == []
 
 
 def test_bad_base_dir(tmp_path):
@@ -242,3 +253,21 @@ def test_plain_functional_model_with_dict_outputs(tmp_path):
     assert meta["tasks"][0]["name"] == "score"
     assert meta["tasks"][0]["type"] is None
     assert meta["inputs"] == [{"name": "features", "dtype": "float32", "shape": [None, 3]}]
+
+
+def test_metadata_describes_outputs_through_the_task(tmp_path):
+    class Score(mk.Regression):
+        def describe_output(self) -> str:
+            return "a calibrated score in [0, 1]"
+
+    model = mk.builders.shared_bottom(
+        keras.Input((3,), name="x"),
+        [Score("score"), mk.Multiclass("kind", num_classes=4)],
+        trunk_units=(4,),
+        tower_units=(),
+    )
+    path = export_saved_model(model, tmp_path)
+    with open(os.path.join(path, "assets.extra", "mtl_keras.json")) as f:
+        outputs = {t["name"]: t["output"] for t in json.load(f)["tasks"]}
+    assert outputs["score"] == "a calibrated score in [0, 1]"
+    assert outputs["kind"].startswith("class probabilities (softmax over 4 classes)")

@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import toy_data, toy_model
+from _support import toy_data, toy_model
 from test_saved_model import _tabular_model
 
 from mtl_keras.export import (
@@ -24,6 +24,12 @@ from mtl_keras.export import (
     validate_request,
     write_models_config,
 )
+from mtl_keras.export.saved_model import LOCK_FILE
+
+
+def published(path) -> list[str]:
+    """Entries of a base directory, without the export lock file."""
+    return [n for n in os.listdir(path) if n != LOCK_FILE]
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +142,7 @@ def test_subset_signature_validation(tmp_path):
         export_saved_model(model, tmp_path, signatures={"c": "click"})
     with pytest.raises(ValueError, match="non-empty list"):
         export_saved_model(model, tmp_path, signatures={"c": []})
-    assert os.listdir(tmp_path) == []
+    assert published(tmp_path) == []
 
 
 def test_warmup_file_parses_as_prediction_logs(tabular_export):
@@ -159,7 +165,7 @@ def test_warmup_file_parses_as_prediction_logs(tabular_export):
 def test_bad_warmup_examples_fail_before_publishing(tmp_path):
     with pytest.raises(RequestError, match="Missing feature"):
         export_saved_model(toy_model(), tmp_path, warmup_examples={"y": np.zeros((2, 8))})
-    assert os.listdir(tmp_path) == []
+    assert published(tmp_path) == []
 
 
 def test_models_config_round_trip(tmp_path):

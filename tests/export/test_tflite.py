@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import toy_data, toy_model
+from _support import toy_data, toy_model
 from test_saved_model import _tabular_model
 
 from mtl_keras.export.tflite import (

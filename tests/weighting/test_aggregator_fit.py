@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from conftest import toy_data, toy_model
+from _support import toy_data, toy_model
 
 from mtl_keras import weighting
 

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import tensorflow as tf
-from aggregator_helpers import assert_close, cases, check_parity, matrix, random_matrix, run
+from _support.aggregators import assert_close, cases, check_parity, matrix, random_matrix, run
 
 from mtl_keras.weighting import CAGrad
 

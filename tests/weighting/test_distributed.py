@@ -94,7 +94,7 @@ def test_mirrored_matches_single_device():
     )
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("REPORT")]
     assert lines, out.stderr[-3000:]
-    report = json.loads(lines[-1][len("REPORT"):])
+    report = json.loads(lines[-1][len("REPORT") :])
     errors = {k: v for k, v in report.items() if isinstance(v, str)}
     assert not errors, errors
     far = {k: v for k, v in report.items() if k not in RANDOM and v > 1e-5}

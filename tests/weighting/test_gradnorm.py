@@ -22,8 +22,14 @@ def _step(strategy: GradNorm, shared: keras.Variable, bias: keras.Variable):
         losses = tf.stack([3.0 * h[0], h[1]])
     variables = [shared, bias, strategy.task_weights]
     ctx = StepContext(
-        tape=tape, task_losses=losses, regularization_loss=None, variables=variables,
-        shared=[0, 1], task_specific=[[], []], own=[2], scale_loss=lambda v: v,
+        tape=tape,
+        task_losses=losses,
+        regularization_loss=None,
+        variables=variables,
+        shared=[0, 1],
+        task_specific=[[], []],
+        own=[2],
+        scale_loss=lambda v: v,
         representation=h,
     )
     return strategy.compute_gradients(ctx)
@@ -72,8 +78,14 @@ def test_sgd_update_then_renormalisation_matches_hand() -> None:
 def test_select_shared_prefers_last_kernel() -> None:
     v = [keras.Variable(np.ones(s, "float32")) for s in ((2, 3), (3,), (3, 4), (4,), (4, 1))]
     ctx = StepContext(
-        tape=None, task_losses=None, regularization_loss=None, variables=v,
-        shared=[0, 1, 2, 3], task_specific=[[4]], own=[], scale_loss=lambda x: x,
+        tape=None,
+        task_losses=None,
+        regularization_loss=None,
+        variables=v,
+        shared=[0, 1, 2, 3],
+        task_specific=[[4]],
+        own=[],
+        scale_loss=lambda x: x,
     )
     assert GradNorm.select_shared(ctx) == [2]
 
@@ -91,7 +103,7 @@ def test_representation_norms_match_hand() -> None:
 
 
 def test_representation_mode_trains_under_xla() -> None:
-    from conftest import toy_data, toy_model
+    from _support import toy_data, toy_model
 
     x, y = toy_data(128)
     model = toy_model(weighting=GradNorm(rep_grad=True), jit_compile=True)
@@ -113,9 +125,14 @@ def test_representation_mode_needs_a_representation() -> None:
         h = tf.matmul(x, shared)[0]
         losses = tf.stack([h[0], h[1]])
     ctx = StepContext(
-        tape=tape, task_losses=losses, regularization_loss=None,
-        variables=[shared, strategy.task_weights], shared=[0], task_specific=[[], []],
-        own=[1], scale_loss=lambda v: v,
+        tape=tape,
+        task_losses=losses,
+        regularization_loss=None,
+        variables=[shared, strategy.task_weights],
+        shared=[0],
+        task_specific=[[], []],
+        own=[1],
+        scale_loss=lambda v: v,
     )
     with pytest.raises(ValueError, match="representation"):
         strategy.compute_gradients(ctx)

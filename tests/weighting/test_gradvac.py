@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from aggregator_helpers import assert_close, build, cases, matrix, reference, run
+from _support.aggregators import assert_close, build, cases, matrix, reference, run
 
 from mtl_keras.weighting import GradVac
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from aggregator_helpers import assert_close, cases, check_parity, matrix, random_matrix, run
+from _support.aggregators import assert_close, cases, check_parity, matrix, random_matrix, run
 
 from mtl_keras.weighting import IMTLG
 

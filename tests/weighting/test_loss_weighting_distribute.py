@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _support import support_env
 
 SCRIPT = """
 import json, os, sys
@@ -18,8 +17,7 @@ import tensorflow as tf
 # Two logical CPUs must be configured before TensorFlow initialises.
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.path.insert(0, sys.argv[1])
-from conftest import toy_data, toy_model
+from _support import toy_data, toy_model
 x, y = toy_data(64)
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 out = {}
@@ -34,10 +32,12 @@ print(json.dumps(out))
 
 @pytest.mark.slow
 def test_fit_under_mirrored_strategy() -> None:
-    tests_dir = str(Path(__file__).resolve().parents[1])
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, tests_dir],
-        check=True, capture_output=True, text=True, env={**os.environ},
+        [sys.executable, "-c", SCRIPT],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=support_env(),
     )
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     for name, history in results.items():

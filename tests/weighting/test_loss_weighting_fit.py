@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import toy_data, toy_model
+from _support import toy_data, toy_model
 
 from mtl_keras import weighting
 

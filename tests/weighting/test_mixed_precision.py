@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from conftest import toy_data
+from _support import toy_data
 
 import mtl_keras as mk
 from mtl_keras import weighting
@@ -33,7 +33,8 @@ def test_every_strategy_trains_finite(policy: str) -> None:
             model = mk.builders.shared_bottom(
                 keras.Input((8,), name="x"),
                 [mk.Binary("click"), mk.Regression("dwell")],
-                trunk_units=(16,), tower_units=(8,),
+                trunk_units=(16,),
+                tower_units=(8,),
             )
             model.compile(keras.optimizers.SGD(0.05), weighting=strategy)
             history = model.fit(x, y, batch_size=32, epochs=1, verbose=0).history

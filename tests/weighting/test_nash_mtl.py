@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from aggregator_helpers import assert_close, build, cases, matrix, random_matrix, reference, run
+from _support.aggregators import assert_close, build, cases, matrix, random_matrix, reference, run
 
 from mtl_keras.weighting import NashMTL
 

@@ -34,29 +34,64 @@ def _backbone() -> keras.Model:
 
 
 BUILDS: dict[str, Callable[[], mk.MultiTaskModel]] = {
-    "mmoe": lambda: builders.mmoe(keras.Input((D,)), TASKS, num_experts=3, expert_units=(4,),
-                                  tower_units=(3,)),
-    "mmoe_encoder": lambda: builders.mmoe(keras.Input((D,)), TASKS, num_experts=3,
-                                          expert_units=(4,), tower_units=(3,),
-                                          encoder=_encoder()),
-    "ple_1_level_encoder": lambda: builders.ple(keras.Input((D,)), TASKS, num_levels=1,
-                                                expert_units=(4,), encoder=_encoder()),
-    "ple_2_levels": lambda: builders.ple(keras.Input((D,)), TASKS, num_levels=2,
-                                         expert_units=(4,), tower_units=(3,)),
+    "mmoe": lambda: builders.mmoe(
+        keras.Input((D,)), TASKS, num_experts=3, expert_units=(4,), tower_units=(3,)
+    ),
+    "mmoe_encoder": lambda: builders.mmoe(
+        keras.Input((D,)),
+        TASKS,
+        num_experts=3,
+        expert_units=(4,),
+        tower_units=(3,),
+        encoder=_encoder(),
+    ),
+    "ple_1_level_encoder": lambda: builders.ple(
+        keras.Input((D,)), TASKS, num_levels=1, expert_units=(4,), encoder=_encoder()
+    ),
+    "ple_2_levels": lambda: builders.ple(
+        keras.Input((D,)), TASKS, num_levels=2, expert_units=(4,), tower_units=(3,)
+    ),
     "ple_no_shared_experts_encoder": lambda: builders.ple(
-        keras.Input((D,)), TASKS, num_levels=2, num_shared_experts=0, expert_units=(4,),
-        encoder=_encoder()),
+        keras.Input((D,)),
+        TASKS,
+        num_levels=2,
+        num_shared_experts=0,
+        expert_units=(4,),
+        encoder=_encoder(),
+    ),
     "cross_stitch": lambda: builders.cross_stitch(keras.Input((D,)), TASKS, units=(5, 4)),
     "split": lambda: builders.split(
-        keras.Sequential([keras.Input((D,)), keras.layers.Dense(6, name="low"),
-                          keras.layers.Dense(4, name="top")]), TASKS, split_at="low"),
+        keras.Sequential(
+            [
+                keras.Input((D,)),
+                keras.layers.Dense(6, name="low"),
+                keras.layers.Dense(4, name="top"),
+            ]
+        ),
+        TASKS,
+        split_at="low",
+    ),
     "on_backbone": lambda: builders.on_backbone(_backbone(), TASKS, tower_units=(3,)),
-    "cascade": lambda: builders.cascade(keras.Input((D,)), TASKS, dependencies={"c": ["a", "b"]},
-                                        trunk_units=(5,), tower_units=(3,), pass_hidden=True),
-    "mtan": lambda: builders.mtan(keras.Input((D, 1)), TASKS, trunk="conv1d", filters=(4, 6),
-                                  kernel_size=2, pool=True),
-    "esmm": lambda: builders.esmm(keras.Input((D,)), ctr_task="a", cvr_task="b", ctcvr_task="c",
-                                  trunk_units=(5,), tower_units=(3,), cvr_weight=1.0),
+    "cascade": lambda: builders.cascade(
+        keras.Input((D,)),
+        TASKS,
+        dependencies={"c": ["a", "b"]},
+        trunk_units=(5,),
+        tower_units=(3,),
+        pass_hidden=True,
+    ),
+    "mtan": lambda: builders.mtan(
+        keras.Input((D, 1)), TASKS, trunk="conv1d", filters=(4, 6), kernel_size=2, pool=True
+    ),
+    "esmm": lambda: builders.esmm(
+        keras.Input((D,)),
+        ctr_task="a",
+        cvr_task="b",
+        ctcvr_task="c",
+        trunk_units=(5,),
+        tower_units=(3,),
+        cvr_weight=1.0,
+    ),
 }
 
 
@@ -73,9 +108,7 @@ def _data(model: Any = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
 def _losses(model: mk.MultiTaskModel, x: Any, y: dict[str, Any]) -> tuple[Any, Any, list[Any]]:
     with tf.GradientTape(persistent=True) as tape:
         preds, reps = model._call_with_representation(tf.constant(x))
-        losses = tf.stack(
-            [tf.reduce_mean(tf.square(preds[t.name] - y[t.name])) for t in TASKS]
-        )
+        losses = tf.stack([tf.reduce_mean(tf.square(preds[t.name] - y[t.name])) for t in TASKS])
     return tape, losses, reps
 
 
@@ -171,8 +204,9 @@ def test_representation_survives_keras_round_trip(tmp_path: Any) -> None:
     loaded = keras.models.load_model(path)
     assert loaded.representation == ["experts", "gate_input"]
     assert len(loaded._representation_tensors) == 2
-    np.testing.assert_allclose(loaded.predict(x, verbose=0)["a"], model.predict(x, verbose=0)["a"],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0)["a"], model.predict(x, verbose=0)["a"], rtol=1e-6
+    )
 
 
 # --------------------------------------------------------------- bad cuts
@@ -227,8 +261,9 @@ def test_unknown_or_reused_representation_layers_are_rejected() -> None:
 
 
 def test_ple_without_shared_experts_or_encoder_shares_nothing() -> None:
-    model = builders.ple(keras.Input((D,)), TASKS, num_levels=2, num_shared_experts=0,
-                         expert_units=(4,))
+    model = builders.ple(
+        keras.Input((D,)), TASKS, num_levels=2, num_shared_experts=0, expert_units=(4,)
+    )
     assert model.representation is None
     assert model.variable_groups()[0] == []  # no dead shared gate either
 

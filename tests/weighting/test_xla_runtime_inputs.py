@@ -14,7 +14,7 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import toy_data, toy_model
+from _support import toy_data, toy_model
 
 from mtl_keras import weighting
 
@@ -36,7 +36,7 @@ def test_weights_stay_runtime_parameters(label: str) -> None:
     step = tf.function(model.train_step, jit_compile=True)
     batch = (tf.constant(x), {k: tf.constant(v) for k, v in y.items()})
     hlo = step.experimental_get_compiler_ir(batch)(stage="hlo")
-    entry = hlo[hlo.index("ENTRY"):]
+    entry = hlo[hlo.index("ENTRY") :]
     entry = entry[: entry.index("\n}")]
     folded = []
     for v in model.trainable_variables:

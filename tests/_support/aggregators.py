@@ -1,7 +1,7 @@
 """Shared helpers of the gradient-aggregator tests (issue #3).
 
-The reference values come from `fixtures/torchjd_reference.json`, written by
-`fixtures/generate_torchjd.py` in a separate process (torch is never imported
+The reference values come from `tests/weighting/fixtures/torchjd_reference.json`,
+written by `tests/weighting/fixtures/generate_torchjd.py` in a separate process (torch is never imported
 here).
 """
 
@@ -18,7 +18,7 @@ import tensorflow as tf
 import mtl_keras as mk
 from mtl_keras.weighting.base import GradientAggregator
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "torchjd_reference.json"
+FIXTURES = pathlib.Path(__file__).parents[1] / "weighting" / "fixtures" / "torchjd_reference.json"
 
 
 @functools.cache

@@ -2,7 +2,7 @@
 
 Usage in a builder test::
 
-    from helper import run_builder_checks  # tests/builders is on sys.path
+    from _support.builders import run_builder_checks
 
     def test_my_builder(tmp_path):
         x, y = toy_data()
@@ -11,17 +11,22 @@ Usage in a builder test::
 
 `run_builder_checks` compiles the model when it is not compiled yet, fits it
 for a few epochs (losses finite and decreasing), evaluates it, round-trips it
-through `.keras` and through `export_saved_model` reloaded in a fresh Python
-process, and checks that all three give the same predictions.
+through `.keras` and through `export_saved_model` reloaded in a separate Python
+process, and checks that all three give the same predictions. The separate
+process is started once per test session (per xdist worker) and serves every
+builder's export: TensorFlow is imported once, not once per builder.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import select
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,33 +36,69 @@ import numpy as np
 from mtl_keras.export import export_saved_model
 from mtl_keras.export.saved_model import METADATA_FILE
 
-# Runs in a fresh interpreter so that nothing registered or cached in the
+# Runs in a separate interpreter so that nothing registered or cached in the
 # test process (custom objects, traced functions) can mask a broken export.
-_RELOAD_SCRIPT = textwrap.dedent(
+# One request per stdin line (JSON [export_dir, inputs_path, out_path]); one
+# answer per request on stdout, prefixed so that stray prints are skipped.
+_RELOAD_SERVER = textwrap.dedent(
     """
-    import os, sys, json
+    import os, sys, json, traceback
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import numpy as np
     import tensorflow as tf
 
-    export_dir, inputs_path, out_path = sys.argv[1:4]
-    with open(os.path.join(export_dir, "assets.extra", "{metadata}")) as f:
-        meta = json.load(f)
-    data = np.load(inputs_path)
-    serve = tf.saved_model.load(export_dir).signatures[meta["signature"]]
-    kwargs = {{
-        spec["name"]: tf.constant(data[spec["name"]], dtype=spec["dtype"])
-        for spec in meta["inputs"]
-    }}
-    outputs = serve(**kwargs)
-    np.savez(out_path, **{{k: v.numpy() for k, v in outputs.items()}})
+    for line in sys.stdin:
+        export_dir, inputs_path, out_path = json.loads(line)
+        try:
+            with open(os.path.join(export_dir, "assets.extra", "{metadata}")) as f:
+                meta = json.load(f)
+            data = np.load(inputs_path)
+            serve = tf.saved_model.load(export_dir).signatures[meta["signature"]]
+            kwargs = {{
+                spec["name"]: tf.constant(data[spec["name"]], dtype=spec["dtype"])
+                for spec in meta["inputs"]
+            }}
+            outputs = serve(**kwargs)
+            np.savez(out_path, **{{k: v.numpy() for k, v in outputs.items()}})
+            answer = {{"ok": True}}
+        except Exception:
+            answer = {{"error": traceback.format_exc()}}
+        print("@@reload " + json.dumps(answer), flush=True)
     """
 )
+_ANSWER = "@@reload "
+_server: subprocess.Popen | None = None
+
+
+def _reload_server() -> subprocess.Popen:
+    """The session's SavedModel-reloading process (started on first use)."""
+    global _server
+    if _server is None or _server.poll() is not None:
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+        _server = subprocess.Popen(
+            [sys.executable, "-u", "-c", _RELOAD_SERVER.format(metadata=METADATA_FILE)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            bufsize=0,
+            env=env,
+        )
+        atexit.register(_stop_server, _server)
+    return _server
+
+
+def _stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def _named_inputs(model: keras.Model, x: Any) -> dict[str, np.ndarray]:
     """`x` keyed by the serving signature's input names."""
-    struct = model._inputs_struct
+    struct = model.input
     if isinstance(struct, dict):
         return {k: np.asarray(x[k]) for k in struct}
     flat_inputs = keras.tree.flatten(struct)
@@ -79,22 +120,38 @@ def _assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray], what: str, 
 
 
 def reload_saved_model_in_subprocess(
-    export_dir: str, inputs: dict[str, np.ndarray], tmp_path: Path
+    export_dir: str, inputs: dict[str, np.ndarray], tmp_path: Path, timeout: float = 300
 ) -> dict[str, np.ndarray]:
-    """Serves `inputs` with the SavedModel at `export_dir` in a new process."""
+    """Serves `inputs` with the SavedModel at `export_dir` in the session's
+    separate reload process (never the test process)."""
     inputs_path = tmp_path / "serving_inputs.npz"
     out_path = tmp_path / "serving_outputs.npz"
     np.savez(inputs_path, **inputs)
-    script = _RELOAD_SCRIPT.format(metadata=METADATA_FILE)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run(
-        [sys.executable, "-c", script, export_dir, str(inputs_path), str(out_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert proc.returncode == 0, f"SavedModel reload failed:\n{proc.stderr[-4000:]}"
+    proc = _reload_server()
+    request = json.dumps([str(export_dir), str(inputs_path), str(out_path)]) + "\n"
+    proc.stdin.write(request.encode())
+    proc.stdin.flush()
+    deadline = time.monotonic() + timeout
+    answer = None
+    # Raw reads of the pipe (no Python-side buffer that select() cannot see).
+    fd = proc.stdout.fileno()
+    pending = b""
+    while answer is None:
+        if b"\n" not in pending:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                proc.kill()
+                raise AssertionError(f"SavedModel reload timed out after {timeout} s")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise AssertionError(f"SavedModel reload process died (exit {proc.poll()})")
+            pending += chunk
+            continue
+        line, pending = pending.split(b"\n", 1)
+        text = line.decode("utf-8", "replace")
+        if text.startswith(_ANSWER):
+            answer = json.loads(text[len(_ANSWER) :])
+    assert "ok" in answer, f"SavedModel reload failed:\n{answer['error'][-4000:]}"
     with np.load(out_path) as data:
         return {k: data[k] for k in data.files}
 
@@ -160,9 +217,7 @@ def run_builder_checks(
     export_dir = None
     if check_saved_model:
         export_dir = export_saved_model(model, tmp_path / "export")
-        served = reload_saved_model_in_subprocess(
-            export_dir, _named_inputs(model, x), tmp_path
-        )
+        served = reload_saved_model_in_subprocess(export_dir, _named_inputs(model, x), tmp_path)
         _assert_same(expected, served, "SavedModel reload (fresh process)", atol)
         with open(os.path.join(export_dir, "assets.extra", METADATA_FILE)) as f:
             meta = json.load(f)

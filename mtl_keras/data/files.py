@@ -1,0 +1,492 @@
+"""Streaming multi-task input from sharded files: CSV, TFRecord, Parquet.
+
+Readers return what `from_pandas` returns, batched from files that need not
+fit in memory: `(features, labels[, sample_weight])` dicts with numeric
+features as float32 (NaN kept), other features as raw strings ("" when
+missing), labels per task (NaN, or -1 in an integer column, = unlabelled;
+see `mtl_keras.tasks`) and optional per-task mask columns as sample weights.
+
+Under `tf.distribute.MultiWorkerMirroredStrategy` each worker reads its own
+files (tf.data auto-shard by FILE) when there are at least as many files as
+workers, else every worker reads all files and keeps its share of the
+records (by DATA). Batches are global batches, as `fit` expects.
+
+    write_tfrecords(frame, "data/train", ["age", "job"], {"income": "income"}, num_shards=8)
+    ds = from_tfrecords("data/train/*.tfrecord", batch_size=512, shuffle_buffer=10_000)
+    encoder = adapt_encoder(ds, categorical=["job"], numeric=["age"])
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections import Counter
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from mtl_keras.data.frames import _feature_array, _label_array
+
+SCHEMA_FILE = "_schema.json"
+_AUTOSHARD = tf.data.experimental.AutoShardPolicy
+
+
+# ------------------------------------------------------------------ common
+def list_files(files: str | Sequence[str], suffix: str = "") -> list[str]:
+    """A glob pattern, a directory (its `*suffix*` files) or a list of paths
+    -> sorted file list."""
+    if isinstance(files, (str, os.PathLike)):
+        path = os.fspath(files)
+        if os.path.isdir(path):
+            found = sorted(
+                os.path.join(path, f)
+                for f in os.listdir(path)
+                if not f.startswith(("_", ".")) and suffix in f
+            )
+        else:
+            found = sorted(glob.glob(path))
+    else:
+        found = [os.fspath(f) for f in files]
+    if not found:
+        raise ValueError(f"No input files match {files!r}" + (f" (*{suffix}*)." if suffix else "."))
+    return found
+
+
+def shard_policy(num_files: int, num_workers: int | None = None) -> Any:
+    """FILE when every worker gets at least one file, else DATA."""
+    if num_workers is None:
+        from mtl_keras.distribute.cluster import num_workers as workers
+
+        num_workers = workers()
+    return _AUTOSHARD.FILE if num_files >= num_workers else _AUTOSHARD.DATA
+
+
+def _finish(
+    ds: tf.data.Dataset,
+    policy: Any,
+    batch_size: int,
+    shuffle_buffer: int,
+    seed: int | None,
+    drop_remainder: bool,
+    decode: Any,
+) -> tf.data.Dataset:
+    """Shuffle rows, batch, decode per batch, prefetch; set the shard policy."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+    if shuffle_buffer:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = policy
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _split(
+    columns: Mapping[str, Any],
+    feature_columns: Sequence[str],
+    task_columns: Mapping[str, str],
+    mask_columns: Mapping[str, str] | None,
+) -> tuple:
+    features = {c: columns[c] for c in feature_columns}
+    labels = {task: columns[col] for task, col in task_columns.items()}
+    if mask_columns:
+        weights = {task: tf.cast(columns[col], tf.float32) for task, col in mask_columns.items()}
+        return features, labels, weights
+    return features, labels
+
+
+def _check_columns(
+    available: Sequence[str],
+    feature_columns: Sequence[str],
+    task_columns: Mapping[str, str],
+    mask_columns: Mapping[str, str] | None,
+    source: str,
+) -> None:
+    for kind, wanted in (
+        ("Feature", list(feature_columns)),
+        ("Label", list(task_columns.values())),
+        ("Mask", list((mask_columns or {}).values())),
+    ):
+        absent = [c for c in wanted if c not in available]
+        if absent:
+            raise ValueError(
+                f"{kind} columns {absent} are not in {source} (columns: {list(available)})."
+            )
+
+
+def _kinds_from_frame(frame: Any, feature_columns, task_columns, mask_columns) -> dict[str, str]:
+    """column -> "float" | "int" | "string", as `from_pandas` would type it."""
+    kinds = {}
+    for c in feature_columns:
+        kinds[c] = "float" if _feature_array(frame[c]).dtype.kind == "f" else "string"
+    for task, c in task_columns.items():
+        kinds[c] = "int" if _label_array(frame[c], task).dtype.kind == "i" else "float"
+    for c in (mask_columns or {}).values():
+        kinds[c] = "float"
+    return kinds
+
+
+# --------------------------------------------------------------------- CSV
+def from_csv(
+    files: str | Sequence[str],
+    feature_columns: Sequence[str],
+    task_columns: Mapping[str, str],
+    mask_columns: Mapping[str, str] | None = None,
+    batch_size: int = 256,
+    shuffle_buffer: int = 0,
+    seed: int | None = None,
+    drop_remainder: bool = False,
+    column_kinds: Mapping[str, str] | None = None,
+    sample_rows: int = 1000,
+) -> tf.data.Dataset:
+    """Sharded CSV files (with a header row) -> a multi-task dataset.
+
+    Column types are those `from_pandas` gives the first `sample_rows` rows
+    of the first file, unless `column_kinds` ("float", "int" or "string" per
+    column) says otherwise. An empty field is NaN (float), "" (string) or -1
+    (int label: unlabelled for Binary/Multiclass).
+
+    Args:
+        files: glob pattern, directory or list of CSV files (same header).
+        feature_columns: raw feature columns.
+        task_columns: dict task name -> label column.
+        mask_columns: optional dict task name -> 0/1 or weight column.
+        batch_size: global batch size.
+        shuffle_buffer: rows in the shuffle buffer (0: file order).
+        seed: shuffle seed (give one under MWMS so workers agree on files order).
+        drop_remainder: drop the last incomplete batch.
+        column_kinds: optional types overriding the sampled ones.
+        sample_rows: rows read to infer column types.
+
+    Example:
+    >>> ds = from_csv("data/*.csv", ["age", "job"], {"income": "income"})  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    paths = list_files(files, ".csv")
+    sample = pd.read_csv(paths[0], nrows=sample_rows)
+    header = list(sample.columns)
+    _check_columns(header, feature_columns, task_columns, mask_columns, paths[0])
+    kinds = _kinds_from_frame(sample, feature_columns, task_columns, mask_columns)
+    kinds.update(column_kinds or {})
+    wanted = list(
+        dict.fromkeys([*feature_columns, *task_columns.values(), *(mask_columns or {}).values()])
+    )
+    select = sorted(header.index(c) for c in wanted)
+    names = [header[i] for i in select]
+    defaults = {
+        "float": tf.constant([np.nan], tf.float32),
+        "int": tf.constant([-1], tf.int32),
+        "string": tf.constant([""], tf.string),
+    }
+    record_defaults = [defaults[kinds[n]] for n in names]
+
+    def decode(lines: Any) -> tuple:
+        values = tf.io.decode_csv(lines, record_defaults, select_cols=select)
+        return _split(dict(zip(names, values)), feature_columns, task_columns, mask_columns)
+
+    ds = tf.data.Dataset.from_tensor_slices(paths)
+    ds = ds.interleave(
+        lambda f: tf.data.TextLineDataset(f).skip(1),
+        cycle_length=min(len(paths), 4),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return _finish(
+        ds, shard_policy(len(paths)), batch_size, shuffle_buffer, seed, drop_remainder, decode
+    )
+
+
+# ----------------------------------------------------------------- Parquet
+def from_parquet(
+    files: str | Sequence[str],
+    feature_columns: Sequence[str],
+    task_columns: Mapping[str, str],
+    mask_columns: Mapping[str, str] | None = None,
+    batch_size: int = 256,
+    shuffle_buffer: int = 0,
+    seed: int | None = None,
+    drop_remainder: bool = False,
+    read_batch_rows: int = 8192,
+) -> tf.data.Dataset:
+    """Sharded Parquet files -> a multi-task dataset (read with pyarrow,
+    `read_batch_rows` rows at a time; only the needed columns).
+
+    Types follow `from_pandas` on the first file's schema; a worker under
+    MWMS reads only its own files when there are enough of them.
+
+    Args:
+        files: glob pattern, directory or list of Parquet files (same schema).
+        feature_columns, task_columns, mask_columns, batch_size,
+        shuffle_buffer, seed, drop_remainder: as for `from_csv`.
+        read_batch_rows: rows per pyarrow record batch.
+
+    Example:
+    >>> ds = from_parquet("data/*.parquet", ["age", "job"], {"income": "income"})  # doctest: +SKIP
+    """
+    import pyarrow.parquet as pq
+
+    paths = list_files(files, ".parquet")
+    first = pq.ParquetFile(paths[0])
+    _check_columns(first.schema_arrow.names, feature_columns, task_columns, mask_columns, paths[0])
+    wanted = list(
+        dict.fromkeys([*feature_columns, *task_columns.values(), *(mask_columns or {}).values()])
+    )
+    sample = (
+        first.read_row_group(0, columns=wanted).slice(0, 1000).to_pandas()
+        if first.num_row_groups
+        else None
+    )
+    kinds = _kinds_from_frame(sample, feature_columns, task_columns, mask_columns)
+    dtypes = {"float": tf.float32, "int": tf.int32, "string": tf.string}
+    signature = {c: tf.TensorSpec((None,), dtypes[kinds[c]]) for c in wanted}
+
+    def arrays(frame: Any) -> dict[str, np.ndarray]:
+        out = {}
+        for c in wanted:
+            if kinds[c] == "string":
+                out[c] = _feature_array(frame[c])
+            elif kinds[c] == "int":
+                out[c] = frame[c].fillna(-1).to_numpy(dtype="int32")
+            else:
+                out[c] = frame[c].to_numpy(dtype="float32", na_value=np.nan)
+        return out
+
+    def read(path: Any) -> Any:
+        f = pq.ParquetFile(path.decode() if isinstance(path, bytes) else str(path))
+        for batch in f.iter_batches(batch_size=read_batch_rows, columns=wanted):
+            yield arrays(batch.to_pandas())
+
+    policy = shard_policy(len(paths))
+    files_ds = tf.data.Dataset.from_tensor_slices(paths)
+    if policy == _AUTOSHARD.FILE:
+        # tf.data cannot see files inside a generator: shard them here.
+        from mtl_keras.distribute.cluster import num_workers, task
+
+        files_ds = files_ds.shard(num_workers(), task()[1])
+        policy = _AUTOSHARD.OFF
+    ds = files_ds.interleave(
+        lambda p: tf.data.Dataset.from_generator(read, output_signature=signature, args=(p,)),
+        cycle_length=1,
+    ).unbatch()
+
+    def decode(columns: Any) -> tuple:
+        return _split(columns, feature_columns, task_columns, mask_columns)
+
+    return _finish(ds, policy, batch_size, shuffle_buffer, seed, drop_remainder, decode)
+
+
+# ---------------------------------------------------------------- TFRecord
+def write_tfrecords(
+    frame: Any,
+    directory: str,
+    feature_columns: Sequence[str],
+    task_columns: Mapping[str, str],
+    mask_columns: Mapping[str, str] | None = None,
+    num_shards: int = 8,
+    prefix: str = "part",
+    compression: str | None = None,
+) -> list[str]:
+    """Writes a DataFrame as `num_shards` TFRecord files of `tf.train.Example`s
+    (round-robin rows, so shards are balanced) plus `_schema.json`, which
+    `from_tfrecords` reads. Types are those `from_pandas` gives.
+
+    Args:
+        frame: a `pandas.DataFrame` (write a large table chunk by chunk into
+            separate directories or with distinct `prefix`es).
+        directory: output directory (created).
+        feature_columns, task_columns, mask_columns: as for `from_pandas`.
+        num_shards: number of files.
+        prefix: file name prefix.
+        compression: None or "GZIP".
+
+    Returns:
+        The written file paths.
+
+    Example:
+    >>> import pandas as pd, tempfile
+    >>> df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0.0, 1.0, float("nan")]})
+    >>> paths = write_tfrecords(df, tempfile.mkdtemp(), ["x"], {"y": "y"}, num_shards=2)
+    >>> len(paths)
+    2
+    """
+    if num_shards < 1:
+        raise ValueError(f"`num_shards` must be at least 1, got {num_shards}.")
+    _check_columns(list(frame.columns), feature_columns, task_columns, mask_columns, "the frame")
+    kinds = _kinds_from_frame(frame, feature_columns, task_columns, mask_columns)
+    columns: dict[str, np.ndarray] = {}
+    for c in feature_columns:
+        columns[c] = _feature_array(frame[c])
+    for task, c in task_columns.items():
+        columns[c] = _label_array(frame[c], task)
+    for c in (mask_columns or {}).values():
+        columns[c] = frame[c].to_numpy(dtype="float32", na_value=0.0)
+    os.makedirs(directory, exist_ok=True)
+    schema = {
+        "columns": kinds,
+        "feature_columns": list(feature_columns),
+        "task_columns": dict(task_columns),
+        "mask_columns": dict(mask_columns or {}),
+        "compression": compression,
+        "rows": len(frame),
+    }
+    with open(os.path.join(directory, SCHEMA_FILE), "w") as f:
+        json.dump(schema, f, indent=1)
+    paths = [
+        os.path.join(directory, f"{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord")
+        for i in range(num_shards)
+    ]
+    options = tf.io.TFRecordOptions(compression_type=compression or "")
+    writers = [tf.io.TFRecordWriter(p, options) for p in paths]
+    try:
+        for row in range(len(frame)):
+            feature = {}
+            for c, values in columns.items():
+                v = values[row]
+                if kinds[c] == "string":
+                    feature[c] = tf.train.Feature(
+                        bytes_list=tf.train.BytesList(value=[str(v).encode()])
+                    )
+                elif kinds[c] == "int":
+                    feature[c] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
+                else:
+                    feature[c] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(v)]))
+            example = tf.train.Example(features=tf.train.Features(feature=feature))
+            writers[row % num_shards].write(example.SerializeToString())
+    finally:
+        for w in writers:
+            w.close()
+    return paths
+
+
+def from_tfrecords(
+    files: str | Sequence[str],
+    feature_columns: Sequence[str] | None = None,
+    task_columns: Mapping[str, str] | None = None,
+    mask_columns: Mapping[str, str] | None = None,
+    batch_size: int = 256,
+    shuffle_buffer: int = 0,
+    seed: int | None = None,
+    drop_remainder: bool = False,
+    schema: Mapping[str, Any] | None = None,
+) -> tf.data.Dataset:
+    """TFRecord shards written by `write_tfrecords` -> a multi-task dataset.
+
+    The columns and their types come from `_schema.json` next to the files
+    (or `schema`); `feature_columns`/`task_columns`/`mask_columns` default
+    to the written ones and may select a subset.
+
+    Args:
+        files: glob pattern, directory or list of TFRecord files.
+        feature_columns, task_columns, mask_columns: optional selections.
+        batch_size, shuffle_buffer, seed, drop_remainder: as for `from_csv`.
+        schema: the schema dict, when `_schema.json` is elsewhere.
+
+    Example:
+    >>> ds = from_tfrecords("data/train", batch_size=512)  # doctest: +SKIP
+    """
+    paths = list_files(files, ".tfrecord")
+    if schema is None:
+        location = os.path.join(os.path.dirname(paths[0]), SCHEMA_FILE)
+        if not os.path.exists(location):
+            raise ValueError(
+                f"No {SCHEMA_FILE} next to {paths[0]}: write the files with write_tfrecords "
+                "or pass `schema`."
+            )
+        with open(location) as f:
+            schema = json.load(f)
+    kinds = schema["columns"]
+    feature_columns = list(
+        schema["feature_columns"] if feature_columns is None else feature_columns
+    )
+    task_columns = dict(schema["task_columns"] if task_columns is None else task_columns)
+    if mask_columns is None:
+        mask_columns = dict(schema.get("mask_columns") or {}) or None
+    _check_columns(list(kinds), feature_columns, task_columns, mask_columns, "the TFRecord schema")
+    dtypes = {"float": tf.float32, "int": tf.int64, "string": tf.string}
+    wanted = list(
+        dict.fromkeys([*feature_columns, *task_columns.values(), *(mask_columns or {}).values()])
+    )
+    spec = {c: tf.io.FixedLenFeature([], dtypes[kinds[c]]) for c in wanted}
+
+    def decode(records: Any) -> tuple:
+        columns = tf.io.parse_example(records, spec)
+        columns = {c: tf.cast(v, tf.int32) if kinds[c] == "int" else v for c, v in columns.items()}
+        return _split(columns, feature_columns, task_columns, mask_columns)
+
+    ds = tf.data.Dataset.from_tensor_slices(paths).interleave(
+        lambda f: tf.data.TFRecordDataset(f, compression_type=schema.get("compression") or ""),
+        cycle_length=min(len(paths), 4),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return _finish(
+        ds, shard_policy(len(paths)), batch_size, shuffle_buffer, seed, drop_remainder, decode
+    )
+
+
+# ------------------------------------------------------------------ adapt
+def adapt_encoder(
+    data: Any,
+    categorical: Sequence[str] = (),
+    numeric: Sequence[str] = (),
+    min_count: int = 1,
+    max_tokens: int | None = None,
+    max_rows: int | None = None,
+    **kwargs: Any,
+) -> Any:
+    """`TabularEncoder.adapt` from a dataset, streaming: vocabularies (counts)
+    and numeric statistics (float64 sums) are accumulated batch by batch, so
+    memory does not grow with the data. Same result as `TabularEncoder.adapt`
+    on the same rows.
+
+    Args:
+        data: a dataset of `(features, ...)` batches (e.g. `from_tfrecords`)
+            or of feature dicts.
+        categorical, numeric, min_count, max_tokens, **kwargs: as for
+            `TabularEncoder.adapt` (`log_features`, `name`, ...).
+        max_rows: stop after this many rows (a streamed sample); None: all.
+
+    Example:
+    >>> enc = adapt_encoder(ds, categorical=["job"], numeric=["age"])  # doctest: +SKIP
+    """
+    from mtl_keras.layers import TabularEncoder
+
+    counts = {name: Counter() for name in categorical}
+    log_features = set(kwargs.get("log_features", ()))
+    sums = {name: np.zeros(3, np.float64) for name in numeric}  # count, sum, sum of squares
+    rows = 0
+    for batch in data:
+        features = batch[0] if isinstance(batch, tuple) else batch
+        missing = [f for f in [*categorical, *numeric] if f not in features]
+        if missing:
+            raise ValueError(f"adapt_encoder: features {missing} are not in the data.")
+        n = int(tf.shape(features[next(iter(features))])[0])
+        take = n if max_rows is None else min(n, max_rows - rows)
+        for name in categorical:
+            values = features[name].numpy()[:take].reshape(-1).tolist()
+            # tf.string arrives as bytes; TabularEncoder.adapt sees str.
+            counts[name].update(v.decode() if isinstance(v, bytes) else v for v in values)
+        for name in numeric:
+            values = features[name].numpy()[:take].astype("float64").reshape(-1)
+            if name in log_features:
+                values = np.sign(values) * np.log1p(np.abs(values))
+            values = values[~np.isnan(values)]
+            sums[name] += [values.size, values.sum(), np.square(values).sum()]
+        rows += take
+        if max_rows is not None and rows >= max_rows:
+            break
+    vocabularies = {}
+    for name, c in counts.items():
+        kept = [v for v, k in c.most_common(max_tokens) if k >= min_count]
+        vocabularies[name] = sorted(kept, key=lambda v: (-c[v], str(v)))
+    stats = {}
+    for name, (count, total, squares) in sums.items():
+        mean = total / count if count else float("nan")
+        var = max(squares / count - mean * mean, 0.0) if count else float("nan")
+        std = float(np.sqrt(var))
+        stats[name] = [float(mean), std if std > 0 else 1.0]
+    return TabularEncoder(vocabularies=vocabularies, numeric_stats=stats, **kwargs)
