@@ -1,7 +1,11 @@
 """Step time of every weighting strategy relative to `Static` (issue #3).
 
 Same MLP for all: input 64, shared trunk 3 x 256 (ReLU), T linear regression
-heads (T = 3 and 8), batch 256, SGD, `jit_compile=True`. Strategies are
+heads (T = 3 and 8), batch 256, SGD, compiled as users compile it: no
+`jit_compile` / `steps_per_execution` argument, so `MultiTaskModel.compile`'s
+defaults apply (`mtl_keras.compile_defaults`: 32 steps per call; XLA off on
+CPU for loss weightings, Keras's "auto" for aggregators); `--jit-compile`
+and `--steps-per-execution` override them for every row. Strategies are
 timed in alternation over rounds, in a new random order every round, each
 block of steps next to a block of `Static` steps; the median over
 blocks of the ratio to its `Static` block is reported (so that load from
@@ -106,6 +110,10 @@ TORCH_SCRIPT = textwrap.dedent(
 )
 
 
+#: compile kwargs shared by every row (set from the command line)
+COMPILE_KWARGS: dict[str, Any] = {}
+
+
 def _build(num_tasks: int, strategy: Any) -> Any:
     import keras
 
@@ -116,7 +124,7 @@ def _build(num_tasks: int, strategy: Any) -> Any:
     model = mk.builders.shared_bottom(
         keras.Input((64,), name="x"), tasks, trunk_units=(256, 256, 256), tower_units=()
     )
-    model.compile(keras.optimizers.SGD(1e-3), weighting=strategy, jit_compile=True)
+    model.compile(keras.optimizers.SGD(1e-3), weighting=strategy, **COMPILE_KWARGS)
     return model
 
 
@@ -174,12 +182,15 @@ def time_ours(
     vs_torch: dict[str, list[float]] = {label: [] for label in torch_times}
 
     def block(label: str) -> float:
+        # One train_function call runs steps_per_execution steps, as in fit.
         model, it = runs[label]
+        per_call = int(model.steps_per_execution)
+        calls = max(1, round(steps / per_call))
         start = time.perf_counter()
-        for _ in range(steps):
+        for _ in range(calls):
             logs = model.train_function(it)
         float(logs["loss"])  # wait for the last step
-        return (time.perf_counter() - start) / steps
+        return (time.perf_counter() - start) / (calls * per_call)
 
     order = [label for label in runs if label != "static"]
     shuffler = np.random.default_rng(1)
@@ -273,10 +284,26 @@ def main() -> None:
         "--torch-python", metavar="PATH",
         help="interpreter with torch and torchjd (default: this one, if it has them)",
     )  # fmt: skip
+    parser.add_argument(
+        "--jit-compile",
+        choices=["true", "false", "auto"],
+        default=None,
+        help="override the compile default for every row",
+    )
+    parser.add_argument(
+        "--steps-per-execution",
+        type=int,
+        default=None,
+        help="override the compile default (32) for every row",
+    )
     args = parser.parse_args()
+    if args.jit_compile is not None:
+        COMPILE_KWARGS["jit_compile"] = {"true": True, "false": False}.get(args.jit_compile, "auto")
+    if args.steps_per_execution is not None:
+        COMPILE_KWARGS["steps_per_execution"] = args.steps_per_execution
     if args.torch_python and not os.access(args.torch_python, os.X_OK):
         parser.error(f"--torch-python {args.torch_python}: not an executable file")
-    rounds, steps = (3, 5) if args.quick else (7, 20)
+    rounds, steps = (3, 32) if args.quick else (7, 64)
 
     import tensorflow as tf
 

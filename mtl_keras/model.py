@@ -10,6 +10,7 @@ import tensorflow as tf
 from mtl_keras import contracts, graph
 from mtl_keras import representation as rep_lib
 from mtl_keras import weighting as weighting_lib
+from mtl_keras.compile_defaults import compile_defaults
 from mtl_keras.distribute import keras_fixes
 from mtl_keras.distribute import shuffle as distribute_shuffle
 from mtl_keras.representation import RepresentationError
@@ -204,6 +205,11 @@ class MultiTaskModel(keras.Model):
             **kwargs: passed to `keras.Model.compile` (`jit_compile`,
                 `steps_per_execution`, `run_eagerly`, ...). Keras's own
                 `loss`/`metrics` machinery is not used: losses are per task.
+                Unset `steps_per_execution` defaults to 32 (1 when eager or
+                under MultiWorkerMirroredStrategy) and unset `jit_compile` to
+                False on CPU for loss-weighting strategies
+                (`mtl_keras.compile_defaults`); callbacks then see every
+                32nd batch.
         """
         for key in ("weighted_metrics",):
             if kwargs.get(key):
@@ -259,7 +265,9 @@ class MultiTaskModel(keras.Model):
             strategy.build_for_tasks(self._effective_tasks)
         strategy.jacobian_source = strategy.select_source(bool(self._representation_tensors))
 
-        super().compile(optimizer=optimizer, **kwargs)
+        # Unset steps_per_execution / jit_compile get measured defaults; the
+        # saved compile config keeps only what the caller passed.
+        super().compile(optimizer=optimizer, **compile_defaults(strategy, kwargs))
         with graph.untracked():
             self._loss_tracker = ScalarMean(name="loss")
         old = getattr(self, "weighting", None)

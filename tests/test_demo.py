@@ -71,11 +71,13 @@ def test_quick_demo_trains_reports_and_exports(tmp_path):
 @pytest.mark.slow
 @needs_data
 def test_full_demo_reaches_target_auc(tmp_path):
-    """The issue's bar on the full test split: income >= 0.948, never_married >= 0.993."""
+    """The demo recipe on the full test split (measured 0.9554 / 0.9948 on
+    2026-12-02, README "Accuracy on Census-Income"), with a margin for CPU
+    non-determinism: income >= 0.953, never_married >= 0.9945."""
     from mtl_keras.cli import run_demo
 
     out = run_demo(
         log_dir=str(tmp_path / "runs"), export_dir=str(tmp_path / "saved_models"), verbose=0
     )
-    assert out["results"]["income"]["auc"] >= 0.948
-    assert out["results"]["never_married"]["auc"] >= 0.993
+    assert out["results"]["income"]["auc"] >= 0.953
+    assert out["results"]["never_married"]["auc"] >= 0.9945

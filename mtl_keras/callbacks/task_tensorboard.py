@@ -58,6 +58,15 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
       step, every N steps (the same cadence as Keras's `batch_*` scalars).
       Values are Keras's running averages over the current epoch.
 
+    With `steps_per_execution` K (`MultiTaskModel.compile` defaults it to
+    32), Keras calls batch callbacks once per K steps: per-step scalars and
+    gradient similarity are then written at the end of each execution that
+    crossed a multiple of their frequency, at that execution's last global
+    step (every multiple when K divides the frequency). Batch ends that log
+    nothing make no summary calls, and the callback is `async_safe` (no
+    per-step timing or profiling) for backends that dispatch batch ends on a
+    thread.
+
     One fix to Keras's own logging: with an int `update_freq`,
     `keras.callbacks.TensorBoard` drops all epoch summaries (`epoch_*`,
     histograms) of an epoch whose last step is not a multiple of
@@ -230,23 +239,72 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
             yield f"{task}/{tag_prefix}{metric}", value
 
     # ----------------------------------------------------------- callbacks
+    @property
+    def async_safe(self) -> bool:
+        """Batch-end work may run on Keras's callback thread (so `fit` does not
+        wait for it each step): it writes through explicit writers at explicit
+        steps. Per-step timing and profiling need the main thread."""
+        return not self.write_steps_per_second and not self._should_trace
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_begin(logs)
+        self._steps_done = 0  # optimizer steps of this fit (callbacks may skip some)
+        self._epoch_base = 0
+        self._similarity_step = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        super().on_epoch_begin(epoch, logs)
+        self._epoch_base = self._steps_done
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        # Main thread, weights as after the previous execution's last step.
+        self._steps_done = self._epoch_base + batch
+        self._maybe_write_gradient_similarity()
+        super().on_train_batch_begin(batch, logs)
+
+    def _execution_steps(self, batch: int) -> tuple[int, int]:
+        """(global step before, global step after) the execution ending at `batch`.
+
+        With `steps_per_execution` K, Keras calls the batch hooks once per K
+        steps with `batch` = the index of the execution's last step (the
+        epoch's last execution may run fewer)."""
+        k = int(getattr(self.model, "steps_per_execution", 1) or 1)
+        steps = (self.params or {}).get("steps")
+        end = batch + 1 if not steps else min(batch + 1, steps)
+        return self._epoch_base + max(0, batch + 1 - k), self._epoch_base + end
+
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        super().on_train_batch_end(batch, logs)
-        freq = self.gradient_similarity_freq
-        if freq and self._global_train_batch % freq == 0:
-            self._write_gradient_similarity(self._global_train_batch)
+        # Graph, steps/second and profiling from Keras; the scalars below.
+        super().on_train_batch_end(batch, None)
         if self.update_freq == "epoch" or not isinstance(logs, dict):
             return
-        # The train writer is the default writer here, with Keras's
-        # record-every-`update_freq`-steps condition (see `_push_writer`).
-        for tag, value in self._task_scalars(logs, validation=False, tag_prefix="batch_"):
-            self.summary.scalar(tag, value, step=self._global_train_batch)
+        before, after = self._execution_steps(batch)
+        # Write when this execution crossed a multiple of update_freq (every
+        # multiple when steps_per_execution divides it), at its last step.
+        if after // self.update_freq == before // self.update_freq:
+            return
+        with self.summary.record_if(True), self._train_writer.as_default():
+            for name, value in logs.items():
+                if np.ndim(value) == 0:
+                    self.summary.scalar(f"batch_{name}", value, step=after)
+            for tag, value in self._task_scalars(logs, validation=False, tag_prefix="batch_"):
+                self.summary.scalar(tag, value, step=after)
+
+    def _maybe_write_gradient_similarity(self) -> None:
+        freq, step = self.gradient_similarity_freq, self._steps_done
+        if freq and step // freq > self._similarity_step // freq:
+            self._similarity_step = step
+            self._write_gradient_similarity(step)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         # With an int `update_freq`, Keras's per-step record_if(step % N == 0)
         # is still active at epoch end, so plain TensorBoard silently drops
         # every epoch summary when the epoch's last step is not a multiple of
         # N (tensorflow/tensorflow#49109). Epoch summaries must not depend on it.
+        steps = (self.params or {}).get("steps")
+        if steps:
+            self._steps_done = self._epoch_base + steps
+            self._maybe_write_gradient_similarity()
         with self.summary.record_if(True):
             super().on_epoch_end(epoch, logs)
             for validation in (False, True):

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from mtl_keras.contracts import LabelError, string_labels_error, validate_label_array
+from mtl_keras.data.gather import gather_batches
 
 
 def from_arrays(
@@ -96,10 +97,9 @@ def from_arrays(
                 )
             weights[name] = w
         parts += (weights,)
-    ds = tf.data.Dataset.from_tensor_slices(parts if len(parts) > 1 else parts[0])
-    if shuffle:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = gather_batches(
+        parts if len(parts) > 1 else parts[0], n, batch_size, shuffle, seed, drop_remainder
+    )
     if cache and not shuffle:
         ds = ds.cache()
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -9,6 +9,7 @@ from mtl_keras.layers.mlp import MLP
 from mtl_keras.layers.modality_concat import ModalityConcat
 from mtl_keras.layers.modality_stack import ModalityMask, ModalityStack
 from mtl_keras.layers.modality_towers import ModalityTowers
+from mtl_keras.layers.numeric_embeddings import PeriodicEmbedding, PiecewiseLinearEncoding
 from mtl_keras.layers.representation_tap import RepresentationTap
 from mtl_keras.layers.sequence_pooling import SequencePooling
 from mtl_keras.layers.tabular_encoder import TabularEncoder
@@ -26,6 +27,8 @@ __all__ = [
     "ModalityMask",
     "ModalityStack",
     "ModalityTowers",
+    "PeriodicEmbedding",
+    "PiecewiseLinearEncoding",
     "RepresentationTap",
     "SequencePooling",
     "TabularEncoder",

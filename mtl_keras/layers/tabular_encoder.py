@@ -15,6 +15,13 @@ import numpy as np
 from keras import ops
 
 from mtl_keras.layers._frozen import keep_frozen
+from mtl_keras.layers.numeric_embeddings import (
+    PeriodicEmbedding,
+    PiecewiseLinearEncoding,
+    quantile_bin_edges,
+)
+
+NUMERIC_ENCODINGS = ("standardize", "piecewise_linear", "periodic")
 
 
 def auto_embedding_dim(vocab_size: int) -> int:
@@ -24,16 +31,23 @@ def auto_embedding_dim(vocab_size: int) -> int:
 
 @keras.saving.register_keras_serializable(package="mtl_keras")
 class TabularEncoder(keras.layers.Layer):
-    """Embeds categorical features and standardizes numeric ones.
+    """Embeds categorical features and encodes numeric ones.
 
     Call it on a dict of raw feature tensors of shape `(batch,)`; it returns
     the concatenation of one embedding per categorical feature and the
-    standardized numeric features, `(batch, output_dim)`. Unknown categories
+    encoded numeric features, `(batch, output_dim)`. Unknown categories
     map to a shared out-of-vocabulary embedding.
 
-    Fit the vocabularies and statistics with `TabularEncoder.adapt(data, ...)`
-    (a dict of 1-D arrays); they are stored in the config, so the layer
-    round-trips through `.keras` files and SavedModel export.
+    Numeric features are standardized (`numeric_encoding="standardize"`),
+    or embedded (Gorishniy et al., 2022): `"piecewise_linear"` encodes each
+    one over quantile bins (`PiecewiseLinearEncoding`, optionally with a
+    learned embedding of its bin, `bin_embedding_dim`), `"periodic"` uses PLR
+    (`PeriodicEmbedding`) on the standardized value.
+
+    Fit the vocabularies, statistics and bins with
+    `TabularEncoder.adapt(data, ...)` (a dict of 1-D arrays, or a
+    `tf.data.Dataset` read up to `max_rows`); they are stored in the config,
+    so the layer round-trips through `.keras` files and SavedModel export.
 
     Args:
         vocabularies: dict categorical feature -> list of known values
@@ -42,13 +56,21 @@ class TabularEncoder(keras.layers.Layer):
         embedding_dim: int, or None for a size-dependent default.
         log_features: numeric features transformed with `sign(x) *
             log1p(|x|)` before standardization (heavy-tailed amounts).
+        numeric_encoding: one of `NUMERIC_ENCODINGS`.
+        bin_edges: dict numeric feature -> sorted bin edges (on the
+            log-transformed value for `log_features`); required for
+            `"piecewise_linear"`, computed by `adapt`.
+        bin_embedding_dim: size of the learned per-feature bin embedding
+            added to the piecewise-linear encoding (0: none).
+        periodic: keyword arguments of `PeriodicEmbedding`
+            (`num_frequencies`, `embedding_dim`, `sigma`).
 
     Example:
     >>> import numpy as np
     >>> data = {"city": np.array(["a", "b", "a"]), "age": np.array([20., 30., 40.])}
     >>> enc = TabularEncoder.adapt(data, categorical=["city"], numeric=["age"])
-    >>> enc({k: keras.ops.convert_to_tensor(v) for k, v in data.items()}).shape
-    (3, 3)
+    >>> tuple(enc({k: keras.ops.convert_to_tensor(v) for k, v in data.items()}).shape)
+    (3, 4)
     """
 
     def __init__(
@@ -57,6 +79,10 @@ class TabularEncoder(keras.layers.Layer):
         numeric_stats: Mapping[str, Sequence[float]] | None = None,
         embedding_dim: int | None = None,
         log_features: Sequence[str] = (),
+        numeric_encoding: str = "standardize",
+        bin_edges: Mapping[str, Sequence[float]] | None = None,
+        bin_embedding_dim: int = 0,
+        periodic: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -76,6 +102,35 @@ class TabularEncoder(keras.layers.Layer):
             )
         self.embedding_dim = embedding_dim
         self.log_features = list(log_features)
+        if numeric_encoding not in NUMERIC_ENCODINGS:
+            raise ValueError(
+                f"TabularEncoder: numeric_encoding must be one of {NUMERIC_ENCODINGS}, "
+                f"got {numeric_encoding!r}."
+            )
+        self.numeric_encoding = numeric_encoding
+        self.bin_edges = {k: [float(e) for e in v] for k, v in (bin_edges or {}).items()}
+        self.bin_embedding_dim = int(bin_embedding_dim)
+        self.periodic = dict(periodic or {})
+        self.numeric_embedding: keras.layers.Layer | None = None
+        if self.numeric_stats and numeric_encoding == "piecewise_linear":
+            missing = [f for f in self.numeric_stats if f not in self.bin_edges]
+            if missing:
+                raise ValueError(
+                    f"TabularEncoder: piecewise_linear needs bin_edges for numeric features "
+                    f"{missing} (fit them with TabularEncoder.adapt)."
+                )
+            self.numeric_embedding = PiecewiseLinearEncoding(
+                [self.bin_edges[f] for f in self.numeric_stats],
+                bin_embedding_dim=self.bin_embedding_dim,
+                name="piecewise_linear",
+            )
+        elif self.numeric_stats and numeric_encoding == "periodic":
+            self.numeric_embedding = PeriodicEmbedding(
+                len(self.numeric_stats), **self.periodic, name="periodic"
+            )
+        extra = set(self.bin_edges) - set(self.numeric_stats)
+        if extra:
+            raise ValueError(f"TabularEncoder: bin_edges for non-numeric features {sorted(extra)}.")
         self.lookups: dict[str, keras.layers.Layer] = {}
         self.embeddings: dict[str, keras.layers.Layer] = {}
         for name, vocab in self.vocabularies.items():
@@ -98,13 +153,34 @@ class TabularEncoder(keras.layers.Layer):
         numeric: Sequence[str] = (),
         min_count: int = 1,
         max_tokens: int | None = None,
+        num_bins: int = 32,
+        max_rows: int | None = 1_000_000,
         **kwargs: Any,
     ) -> TabularEncoder:
-        """Builds an encoder from training data (dict feature -> 1-D array).
+        """Builds an encoder from training data.
 
-        Categories seen fewer than `min_count` times go to the OOV bucket;
-        at most `max_tokens` most frequent values are kept per feature.
+        Args:
+            data: dict feature -> 1-D array, or a `tf.data.Dataset` of
+                feature dicts or `(features, labels[, weights])` batches, read
+                until `max_rows` rows (shuffle it first so those rows are a
+                sample).
+            categorical, numeric: feature names of each kind.
+            min_count: categories seen fewer times go to the OOV bucket.
+            max_tokens: keep at most this many most frequent values.
+            num_bins: quantile bins per numeric feature (piecewise_linear).
+            max_rows: rows read from a dataset (None: all of it).
+            **kwargs: constructor arguments (`numeric_encoding`,
+                `log_features`, `bin_embedding_dim`, ...).
+
+        Example:
+        >>> data = {"n": np.arange(100.0)}
+        >>> enc = TabularEncoder.adapt(data, numeric=["n"],
+        ...                            numeric_encoding="piecewise_linear", num_bins=4)
+        >>> enc.bin_edges["n"]
+        [0.0, 24.75, 49.5, 74.25, 99.0]
         """
+        if not isinstance(data, Mapping):
+            data = _collect_rows(data, [*categorical, *numeric], max_rows)
         missing = [f for f in [*categorical, *numeric] if f not in data]
         if missing:
             raise ValueError(f"TabularEncoder.adapt: features {missing} are not in the data.")
@@ -114,7 +190,7 @@ class TabularEncoder(keras.layers.Layer):
             counts = Counter(values.tolist())
             kept = [v for v, c in counts.most_common(max_tokens) if c >= min_count]
             vocabularies[name] = sorted(kept, key=lambda v: (-counts[v], str(v)))
-        stats = {}
+        stats, edges = {}, {}
         log_features = set(kwargs.get("log_features", ()))
         for name in numeric:
             values = np.asarray(data[name], dtype="float64").reshape(-1)
@@ -122,6 +198,10 @@ class TabularEncoder(keras.layers.Layer):
                 values = np.sign(values) * np.log1p(np.abs(values))
             std = float(np.nanstd(values))
             stats[name] = [float(np.nanmean(values)), std if std > 0 else 1.0]
+            if kwargs.get("numeric_encoding") == "piecewise_linear":
+                edges[name] = quantile_bin_edges(values, num_bins)
+        if edges and "bin_edges" not in kwargs:
+            kwargs["bin_edges"] = edges
         return cls(vocabularies=vocabularies, numeric_stats=stats, **kwargs)
 
     # ------------------------------------------------------------------- model
@@ -144,6 +224,8 @@ class TabularEncoder(keras.layers.Layer):
     def build(self, input_shape: Any) -> None:
         for emb in self.embeddings.values():
             emb.build((None,))
+        if self.numeric_embedding is not None:
+            self.numeric_embedding.build((None, len(self.numeric_stats)))
         keep_frozen(self)
         self.built = True
 
@@ -163,13 +245,22 @@ class TabularEncoder(keras.layers.Layer):
                 x = ops.cast(ops.reshape(inputs[name], (-1,)), "float32")
                 if name in self.log_features:
                     x = ops.sign(x) * ops.log1p(ops.abs(x))
-                columns.append((x - mean) / std)
-            parts.append(ops.stack(columns, axis=-1))
+                # Bins live on the (log-)value itself, so zeros stay zeros.
+                columns.append(
+                    x if self.numeric_encoding == "piecewise_linear" else (x - mean) / std
+                )
+            numbers = ops.stack(columns, axis=-1)
+            if self.numeric_embedding is not None:
+                numbers = self.numeric_embedding(numbers)
+            parts.append(numbers)
         return ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
 
     @property
     def output_dim(self) -> int:
-        return sum(e.output_dim for e in self.embeddings.values()) + len(self.numeric_stats)
+        numeric = len(self.numeric_stats)
+        if self.numeric_embedding is not None:
+            numeric = self.numeric_embedding.output_dim
+        return sum(e.output_dim for e in self.embeddings.values()) + numeric
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return (None, self.output_dim)
@@ -185,4 +276,33 @@ class TabularEncoder(keras.layers.Layer):
             "numeric_stats": self.numeric_stats,
             "embedding_dim": self.embedding_dim,
             "log_features": self.log_features,
+            "numeric_encoding": self.numeric_encoding,
+            "bin_edges": self.bin_edges,
+            "bin_embedding_dim": self.bin_embedding_dim,
+            "periodic": self.periodic,
         }
+
+
+def _collect_rows(dataset: Any, names: Sequence[str], max_rows: int | None) -> dict[str, Any]:
+    """Concatenates the named columns of a batched dataset, up to `max_rows` rows."""
+    chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    rows = 0
+    for element in dataset:
+        features = element[0] if isinstance(element, (tuple, list)) else element
+        if not isinstance(features, Mapping):
+            raise ValueError(
+                "TabularEncoder.adapt: dataset elements must be feature dicts or "
+                f"(features, labels) tuples, got {type(features).__name__}."
+            )
+        missing = [n for n in names if n not in features]
+        if missing:
+            raise ValueError(f"TabularEncoder.adapt: features {missing} are not in the dataset.")
+        for n in names:
+            values = np.asarray(features[n]).reshape(-1)
+            if values.dtype.kind in "SO":  # tf.string -> bytes; vocabularies hold str
+                values = np.char.decode(values.astype("S"), "utf-8")
+            chunks[n].append(values)
+        rows += len(chunks[names[0]][-1]) if names else 0
+        if max_rows is not None and rows >= max_rows:
+            break
+    return {n: np.concatenate(c)[:max_rows] for n, c in chunks.items()}

@@ -36,8 +36,11 @@ def read_scalars(run_dir: str) -> dict[str, dict[int, float]]:
     return dict(scalars)
 
 
-def fit(tmp_path, update_freq="epoch", epochs=2, **tb_kwargs):
-    model = toy_model()
+def fit(tmp_path, update_freq="epoch", epochs=2, steps_per_execution=None, **tb_kwargs):
+    compile_kwargs = (
+        {} if steps_per_execution is None else {"steps_per_execution": steps_per_execution}
+    )
+    model = toy_model(**compile_kwargs)
     x, y = toy_data(256)
     xv, yv = toy_data(64, seed=1)
     log_dir = str(tmp_path / "logs")
@@ -86,7 +89,7 @@ def test_epoch_task_scalars_match_history(tmp_path):
 
 def test_batch_task_scalars(tmp_path):
     # 256 rows / batch 64 = 4 steps per epoch, steps 1..8 over 2 epochs.
-    history, train, val = fit(tmp_path, update_freq="batch")
+    history, train, val = fit(tmp_path, update_freq="batch", steps_per_execution=1)
     for task in TASKS:
         for metric in METRICS[task]:
             tag = f"{task}/batch_{metric}"
@@ -100,8 +103,28 @@ def test_batch_task_scalars(tmp_path):
     assert sorted(train["batch_click_loss"]) == list(range(1, 9))
 
 
+def test_batch_scalars_with_steps_per_execution(tmp_path):
+    # The default steps_per_execution (32) runs each 4-step epoch in one call:
+    # one batch-end per epoch, at its real global step, with the epoch value.
+    history, train, _ = fit(tmp_path, update_freq="batch")
+    assert sorted(train["click/batch_loss"]) == sorted(train["batch_click_loss"]) == [4, 8]
+    np.testing.assert_allclose(
+        [train["click/batch_auc"][s] for s in (4, 8)], history["click_auc"], rtol=1e-6
+    )
+    # Executions of 2 steps end at 2, 4, 6, 8; update_freq 3 is crossed by
+    # (2, 4] and (4, 6] only.
+    _, train, _ = fit(tmp_path / "k2", update_freq=3, steps_per_execution=2)
+    assert sorted(train["click/batch_loss"]) == [4, 6]
+
+
+def test_batch_end_is_async_safe_unless_timing_or_profiling(tmp_path):
+    # Backends with thread-safe dispatch then run batch ends off the step loop.
+    assert TaskTensorBoard(str(tmp_path), update_freq="batch").async_safe
+    assert not TaskTensorBoard(str(tmp_path), write_steps_per_second=True).async_safe
+
+
 def test_int_update_freq(tmp_path):
-    history, train, val = fit(tmp_path, update_freq=3)
+    history, train, val = fit(tmp_path, update_freq=3, steps_per_execution=1)
     assert sorted(train["click/batch_loss"]) == [3, 6]
     # Keras's epoch scalars are kept too (plain TensorBoard drops them here).
     assert sorted(train["epoch_loss"]) == [0, 1]
