@@ -13,6 +13,7 @@ from mtl_keras import weighting as weighting_lib
 from mtl_keras.compile_defaults import compile_defaults
 from mtl_keras.distribute import keras_fixes
 from mtl_keras.distribute import shuffle as distribute_shuffle
+from mtl_keras.layers._frozen import keep_frozen
 from mtl_keras.representation import RepresentationError
 from mtl_keras.scalar_mean import ScalarMean
 from mtl_keras.tasks import Task, validate_tasks
@@ -117,6 +118,11 @@ class MultiTaskModel(keras.Model):
         # Outputs in task order so that flat views line up with `tasks`.
         outputs = {n: outputs[n] for n in names}
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        for layer in self.layers:
+            # A frozen layer rebuilt from its config (a `.keras` reload) only
+            # records `trainable=False`: sublayers it creates would train
+            # again. Any layer, the library's or the user's, stays frozen.
+            keep_frozen(layer)
         self._tasks = tasks
         self.weighting: Weighting | None = None
         self._task_variable_groups = self._variable_groups()

@@ -74,3 +74,34 @@ def test_from_config_of_a_frozen_layer_has_no_trainable_weights(make) -> None:
     assert clone.trainable is False
     assert clone.weights and clone.trainable_weights == []
     assert not any(v.trainable for v in clone.weights)
+
+
+@keras.saving.register_keras_serializable("test_freezing")
+class _UserComposite(keras.layers.Layer):
+    """A user's composite layer that knows nothing about freezing."""
+
+    def build(self, input_shape):
+        self.inner = keras.layers.Dense(3)
+        self.inner.build(input_shape)
+
+    def call(self, x):
+        return self.inner(x)
+
+
+def test_any_frozen_layer_of_a_multitask_model_stays_frozen_after_reload(tmp_path) -> None:
+    # The model re-applies freezing to every layer on construction (reload
+    # included), not only to the library's layers.
+    inputs = keras.Input((6,), name="x")
+    trunk = _UserComposite(name="user_trunk")
+    h = trunk(inputs)
+    model = mk.MultiTaskModel(
+        inputs,
+        {"click": mk.Binary("click").head(h), "dwell": mk.Regression("dwell").head(h)},
+        tasks=[mk.Binary("click"), mk.Regression("dwell")],
+    )
+    trunk.trainable = False
+    before = sorted(v.path for v in model.trainable_variables)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.get_layer("user_trunk").trainable is False
+    assert sorted(v.path for v in loaded.trainable_variables) == before
