@@ -90,6 +90,7 @@ def from_pandas(
     >>> df = pd.DataFrame({"x": [0.0, 1.0], "y": [1.0, float("nan")]})
     >>> import warnings
     >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
     ...     ds = from_pandas(df, ["x"], {"y": "y", "z": "no_such_col"})
     >>> print(caught[0].message)
     Label columns of tasks ['z'] are not in the frame: these tasks are unlabelled for every row.
