@@ -335,8 +335,9 @@ def sparsity_report(model: keras.Model) -> pd.DataFrame:
 
     Example:
     >>> report = sparsity_report(model)
-    >>> report.iloc[0].tolist()  # not pruned: no zeros, no target
-    ['trunk/dense_0/kernel', 'shared', 16, 0.0, 0.0]
+    >>> print(report.head(1).to_string(index=False))  # not pruned: no zeros, no target
+                variable  group  size  sparsity  target
+    trunk/dense_0/kernel shared    16       0.0     0.0
     >>> sorted(report.group.unique())
     ['click', 'dwell', 'shared']
     """
