@@ -12,11 +12,25 @@ numeric features, with 16 rows of features `x` and labels `y`:
 from __future__ import annotations
 
 import os
+import pathlib
 import re
 
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+_TESTS = pathlib.Path(__file__).parent / "tests"
+
+
+def pytest_ignore_collect(collection_path, config):
+    """`--doctest-modules` would import every module under tests/: the helper
+    and worker scripts there (`mw_worker.py`, `fixtures/generate_torchjd.py`,
+    ...) are not test modules and must not be imported by collection."""
+    path = pathlib.Path(collection_path)
+    if path.suffix == ".py" and _TESTS in path.parents:
+        if not path.name.startswith("test_") and path.name != "conftest.py":
+            return True
+    return None
 
 
 def _uses_model(item) -> bool:
