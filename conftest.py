@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+import sys
 
 import pytest
 
@@ -73,3 +74,5 @@ def _doctest_names(request):
     yield
     for name in ("model", "x", "y"):
         namespace.pop(name, None)
+    if "matplotlib.pyplot" in sys.modules:  # figures drawn by plotting examples
+        sys.modules["matplotlib.pyplot"].close("all")
