@@ -148,7 +148,7 @@ class BoxHead(keras.layers.Layer):
 
     Example:
     >>> import numpy as np
-    >>> BoxHead(name="box")(np.ones((2, 3), "float32")).shape
+    >>> tuple(BoxHead(name="box")(np.ones((2, 3), "float32")).shape)
     (2, 4)
     """
 

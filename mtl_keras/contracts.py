@@ -213,7 +213,10 @@ def prepare_features(model: Any, x: Any, where: str) -> tuple[Any, int | None]:
         where: "fit", "evaluate", ... for messages.
 
     Example:
-    >>> prepare_features(model, {"age": np.ones(3)}, "predict")  # doctest: +SKIP
+    >>> from mtl_keras import Regression, builders
+    >>> model = builders.shared_bottom({"age": keras.Input((1,), name="age")},
+    ...                                [Regression("y")], trunk_units=(4,))
+    >>> prepare_features(model, {"age": np.ones(3)}, "predict")
     ({'age': array([1., 1., 1.])}, 3)
     """
     if x is None:

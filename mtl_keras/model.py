@@ -370,7 +370,9 @@ class MultiTaskModel(keras.Model):
         `y_pred` (a dict keyed by task name).
 
         Example:
-        >>> # losses = model.task_losses(y, model(x)); losses.shape == (len(model.tasks),)
+        >>> losses = model.task_losses(y, model(x))
+        >>> tuple(losses.shape) == (len(model.tasks),)
+        True
         """
         return self._task_losses(y, y_pred, sample_weight)[0]
 

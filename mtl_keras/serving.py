@@ -7,10 +7,18 @@ features are checked first (`validate_request`), so a wrong name, dtype or
 shape fails on the client with a message naming the feature.
 
 Example (server started with `docker run -p 8501:8501 ... tensorflow/serving`):
->>> # import requests
->>> # url = rest_url("localhost:8501", "census_income")
->>> # body = rest_payload(features, spec=signature_spec(version_dir))
->>> # preds = decode_rest_response(requests.post(url, json=body).json())
+>>> rest_url("localhost:8501", "census_income")
+'http://localhost:8501/v1/models/census_income:predict'
+>>> body = rest_payload({"age": np.array([31.0, 45.0])})
+>>> sorted(decode_rest_request(body))  # what the server reads
+['age']
+
+Send `body` with any client (`requests.post(url, json=body).json()`); the
+answer decodes into per-task arrays (here a stand-in for the server's answer):
+
+>>> answer = rest_response({"income": np.array([[0.2], [0.7]]), "age": np.array([[30.0], [44.0]])})
+>>> decode_rest_response(answer)["income"].shape
+(2, 1)
 """
 
 from __future__ import annotations

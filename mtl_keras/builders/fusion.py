@@ -316,7 +316,16 @@ def fusion_weight_model(model: keras.Model) -> keras.Model:
     """A Keras model with `model`'s inputs returning `{task: (batch, M) weights}`.
 
     Example:
-    >>> # fusion_weight_model(model).predict(x)["price"][:, 0]  # image weight
+    >>> from mtl_keras import Binary, Regression, builders
+    >>> model = builders.fusion(
+    ...     [Modality("a", keras.Input((3,), name="a")),
+    ...      Modality("b", keras.Input((4,), name="b"))],
+    ...     [Binary("click"), Regression("price")], fusion_dim=8, trunk_units=())
+    >>> x = {"a": np.ones((2, 3)), "b": np.ones((2, 4)),
+    ...      "a_mask": np.ones(2), "b_mask": np.zeros(2)}  # modality b missing
+    >>> w = fusion_weight_model(model).predict(x, verbose=0)
+    >>> w["price"].shape, w["price"][:, 1].tolist()  # (batch, modalities); b absent
+    ((2, 2), [0.0, 0.0])
     """
     outputs = {key: layer.output for key, layer in fusion_weight_layers(model).items()}
     return keras.Model(model.input, outputs, name=f"{model.name}_fusion_weights")
@@ -340,7 +349,15 @@ def fusion_weights(
         when every row has at least one modality.
 
     Example:
-    >>> # fusion_weights(model, x_val)  # {'digit': {'image': 0.93, 'text': 0.07}, ...}
+    >>> from mtl_keras import Binary, Regression, builders
+    >>> model = builders.fusion(
+    ...     [Modality("a", keras.Input((3,), name="a")),
+    ...      Modality("b", keras.Input((4,), name="b"))],
+    ...     [Binary("click"), Regression("price")], fusion_dim=8, trunk_units=())
+    >>> x = {"a": np.ones((2, 3)), "b": np.ones((2, 4)),
+    ...      "a_mask": np.ones(2), "b_mask": np.zeros(2)}  # modality b missing
+    >>> fusion_weights(model, x)
+    {'click': {'a': 1.0, 'b': 0.0}, 'price': {'a': 1.0, 'b': 0.0}}
     """
     names = modality_names(model)
     weights = fusion_weight_model(model).predict(

@@ -58,8 +58,15 @@ def complete_request(features: Mapping[str, Any], source: Any) -> dict[str, np.n
         given, or naming unknown inputs.
 
     Example:
-    >>> # complete_request({"age": ages, "text": tokens}, "exports/shop/3")
-    >>> # -> adds "image" (zeros), "image_mask" (0), "tabular_mask"/"text_mask" (1)
+    >>> from mtl_keras import Binary, builders
+    >>> from mtl_keras.builders.fusion import Modality
+    >>> model = builders.fusion(
+    ...     [Modality("image", keras.Input((2, 2, 1), name="image")),
+    ...      Modality("age", keras.Input((1,), name="age"))],
+    ...     [Binary("click")], fusion_dim=4, trunk_units=())
+    >>> req = complete_request({"age": np.ones((3, 1))}, model)
+    >>> req["image"].shape, req["image_mask"].tolist(), req["age_mask"].tolist()
+    ((3, 2, 2, 1), [0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
     """
     modalities, specs = _serving_info(source)
     features = {k: np.asarray(v) for k, v in features.items()}

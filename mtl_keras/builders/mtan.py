@@ -188,8 +188,12 @@ def mtan_attention_model(model: keras.Model) -> keras.Model:
         model: a model built by `mtan`.
 
     Example:
-    >>> masks = mtan_attention_model(model).predict(x)  # doctest: +SKIP
-    >>> masks["digit"][0].shape  # (batch, H, W, filters[0])  # doctest: +SKIP
+    >>> from mtl_keras import Multiclass, Regression
+    >>> model = mtan(keras.Input((8, 8, 1)), [Multiclass("digit", 10), Regression("size")],
+    ...              trunk="conv2d", filters=(4, 8))
+    >>> masks = mtan_attention_model(model).predict(np.ones((2, 8, 8, 1)), verbose=0)
+    >>> masks["digit"][0].shape  # (batch, H, W, filters[0])
+    (2, 8, 8, 4)
     """
     names = getattr(model, "task_names", None)
     if not names:

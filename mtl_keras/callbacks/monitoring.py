@@ -46,7 +46,9 @@ def task_gradients(model: Any, x: Any, y: Any, sample_weight: Any = None) -> np.
         x, y, sample_weight: one batch, as for `fit`.
 
     Example:
-    >>> # g = task_gradients(model, x, y); g.shape == (len(model.tasks), n_shared)
+    >>> g = task_gradients(model, x, y)  # shared: the (1 + 1) -> 8 trunk Dense
+    >>> g.shape == (len(model.tasks), 2 * 8 + 8)
+    True
     """
     shared, _, _ = model.variable_groups()
     if not shared:
@@ -92,7 +94,9 @@ def gradient_similarity(model: Any, x: Any, y: Any, sample_weight: Any = None) -
     (conflict), NaN a task with no labelled row in the batch.
 
     Example:
-    >>> # sim = gradient_similarity(model, x_batch, y_batch)
+    >>> sim = gradient_similarity(model, x, y)
+    >>> sim.shape, bool(np.allclose(np.diag(sim), 1.0))
+    ((2, 2), True)
     """
     return cosine_matrix(task_gradients(model, x, y, sample_weight))
 

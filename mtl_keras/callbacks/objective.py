@@ -50,7 +50,10 @@ class MultiTaskObjective(keras.callbacks.Callback):
     Example:
     >>> objective = MultiTaskObjective()
     >>> stop = keras.callbacks.EarlyStopping("val_mtl_objective", mode="min", patience=2)
-    >>> # model.fit(..., validation_data=val, callbacks=[objective, stop])
+    >>> h = model.fit(x, y, validation_data=(x, y), epochs=2, verbose=0,
+    ...               callbacks=[objective, stop])
+    >>> len(h.history["val_mtl_objective"])
+    2
     """
 
     def __init__(

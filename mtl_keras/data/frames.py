@@ -88,9 +88,14 @@ def from_pandas(
     Example:
     >>> import pandas as pd
     >>> df = pd.DataFrame({"x": [0.0, 1.0], "y": [1.0, float("nan")]})
-    >>> ds = from_pandas(df, ["x"], {"y": "y", "z": "no_such_col"})  # doctest: +SKIP
-    >>> x, labels = next(iter(ds))  # doctest: +SKIP
-    >>> sorted(labels)  # doctest: +SKIP
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     ds = from_pandas(df, ["x"], {"y": "y", "z": "no_such_col"})
+    >>> print(caught[0].message)
+    Label columns of tasks ['z'] are not in the frame: these tasks are unlabelled for every row.
+    >>> x, labels = next(iter(ds))
+    >>> sorted(labels)
     ['y']
     """
     if missing_columns not in ("unlabelled", "raise"):

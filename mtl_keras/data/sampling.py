@@ -265,8 +265,14 @@ def sample_tasks(
         **kwargs: see `TaskSampler` (`alpha`, `epochs`, `steps_per_epoch`, `seed`, ...).
 
     Example:
-    >>> s = sample_tasks(datasets, "proportional", alpha=0.5)  # doctest: +SKIP
-    >>> model.fit(s.dataset, steps_per_epoch=s.steps_per_epoch, epochs=3)  # doctest: +SKIP
+    >>> from mtl_keras.data import from_arrays
+    >>> a = {"a": x["a"], "b": x["b"]}  # `model`, `x`, `y`: see conftest.py
+    >>> datasets = {"click": from_arrays(a, {"click": y["click"]}, batch_size=4),
+    ...             "dwell": from_arrays(a, {"dwell": y["dwell"]}, batch_size=8)}
+    >>> s = sample_tasks(datasets, "proportional", alpha=0.5)
+    >>> h = model.fit(s.dataset, steps_per_epoch=s.steps_per_epoch, epochs=1, verbose=0)
+    >>> len(h.history["loss"])
+    1
     """
     return TaskSampler(datasets, sampler, **kwargs)
 

@@ -100,7 +100,8 @@ def from_tfds(
             default so that nothing is fetched at run time unexpectedly.
         builder_kwargs: extra arguments of `tfds.builder` (e.g. `config`).
 
-    Example:
+    Example (skipped: needs CelebA prepared in the TFDS data dir, and
+    `download=False` means nothing is fetched here):
     >>> ds = from_tfds(  # doctest: +SKIP
     ...     "celeb_a", "train",
     ...     {"smiling": "attributes/Smiling", "male": "attributes/Male"},

@@ -81,8 +81,8 @@ def adult(nrows: int | None = None) -> tuple[Split, Split]:
         (int32 0..15).
 
     Example:
-    >>> (x, y), test = adult(nrows=100)  # doctest: +SKIP
-    >>> sorted(y)  # doctest: +SKIP
+    >>> (x, y), test = adult(nrows=100)
+    >>> sorted(y)
     ['education', 'income', 'never_married']
     """
     folder = data_dir()

@@ -116,7 +116,10 @@ def drop_modalities(
         seed: reproducible choice of rows.
 
     Example:
-    >>> # no_image = drop_modalities(test, {"image": 1.0})
+    >>> _, test = digits_and_words(num_train=20, num_test=10)
+    >>> no_image = drop_modalities(test, {"image": 1.0})
+    >>> float(no_image.x["image_mask"].max()), float(no_image.x["text_mask"].min())
+    (0.0, 1.0)
     """
     unknown = sorted(set(missing) - set(MODALITIES))
     if unknown:
@@ -160,8 +163,8 @@ def digits_and_words(
         (float32 `(n, 1)`).
 
     Example:
-    >>> (x, y), test = digits_and_words(num_train=50, num_test=10)  # doctest: +SKIP
-    >>> sorted(y)  # doctest: +SKIP
+    >>> (x, y), test = digits_and_words(num_train=50, num_test=10)
+    >>> sorted(y)
     ['digit', 'sum_ge_10', 'word']
     """
     images, digits = source_digits()

@@ -114,8 +114,8 @@ def multi_mnist(
         (int32 0..9) and, with `with_boxes`, `box` (float32 `(n, 4)`).
 
     Example:
-    >>> (x, y), test = multi_mnist(num_train=100, num_test=20)  # doctest: +SKIP
-    >>> x.shape, sorted(y)  # doctest: +SKIP
+    >>> (x, y), test = multi_mnist(num_train=100, num_test=20)
+    >>> x.shape, sorted(y)
     ((100, 36, 36, 1), ['left', 'right'])
     """
     images, labels = source_digits()

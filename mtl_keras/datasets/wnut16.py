@@ -202,9 +202,9 @@ def wnut16(
         `ner_tags` and `shapes` vocabularies.
 
     Example:
-    >>> data = wnut16(max_len=32)  # doctest: +SKIP
-    >>> x, y = data.train  # doctest: +SKIP
-    >>> x.shape[1], len(data.ner_tags)  # doctest: +SKIP
+    >>> data = wnut16(max_len=32)
+    >>> x, y = data.train
+    >>> x.shape[1], len(data.ner_tags)
     (32, 21)
     """
     if not 0.0 < test_fraction < 1.0:

@@ -9,6 +9,17 @@
 - `launch`: `python -m mtl_keras.distribute.launch --workers 2 script.py`.
 
 Example (every worker runs the same script; `TF_CONFIG` says who is who):
+>>> from mtl_keras.distribute import cluster
+>>> config = cluster.tf_config(cluster.loopback_addresses(2), index=1)
+>>> len(config["cluster"]["worker"]), config["task"]
+(2, {'type': 'worker', 'index': 1})
+
+Each worker then trains under the strategy. Skipped here: creating a
+`MultiWorkerMirroredStrategy` configures the process's collective runtime
+once for good (the other tests run in the same process) and blocks until
+every worker of `TF_CONFIG` has joined; tests/distribute runs it in worker
+subprocesses.
+
 >>> import tensorflow as tf  # doctest: +SKIP
 >>> strategy = tf.distribute.MultiWorkerMirroredStrategy()  # doctest: +SKIP
 >>> with strategy.scope():  # doctest: +SKIP

@@ -62,7 +62,11 @@ def export_saved_model(model: keras.Model, base_dir: str, *args: Any, **kwargs: 
         *args, **kwargs: passed to `mtl_keras.export.export_saved_model`.
 
     Example:
-    >>> path = export_saved_model(model, "saved_models/ranker")  # doctest: +SKIP
+    >>> import tempfile
+    >>> base = tempfile.mkdtemp()
+    >>> path = export_saved_model(model, base)  # no MWMS: this process is the chief
+    >>> os.path.dirname(path) == base, os.path.basename(path)
+    (True, '1')
     """
     from mtl_keras.export import export_saved_model as export
 

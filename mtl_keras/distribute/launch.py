@@ -82,10 +82,12 @@ def launch(
         code (a signal's negative number is returned as 128 + signal).
 
     Example:
-    >>> launch([sys.executable, "-c", "print('hi')"], workers=2)  # doctest: +SKIP
-    [worker 0] hi
-    [worker 1] hi
+    >>> import io
+    >>> out = io.StringIO()
+    >>> launch([sys.executable, "-c", "print('hi')"], workers=2, out=out)
     0
+    >>> sorted(out.getvalue().splitlines())  # workers interleave freely
+    ['[worker 0] hi', '[worker 1] hi']
     """
     if workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}.")

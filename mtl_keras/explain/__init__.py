@@ -1,12 +1,16 @@
 """Per-task explanations: feature attributions, importance tables, views.
 
-Example:
+Example (`model`, `x`: a small two-task model and 16 rows, see conftest.py):
+>>> import tempfile
 >>> from mtl_keras import explain
->>> attr = explain.integrated_gradients(model, x_rows)
+>>> attr = explain.integrated_gradients(model, x, steps=16)
 >>> table = explain.importance_table(attr)            # feature x task
->>> explain.plot_importance(table)
->>> explain.log_importance(table, "runs/census/explain")  # TensorBoard
->>> explain.task_views(model, x_rows)                  # gates / attention / fusion
+>>> table.shape
+(2, 2)
+>>> ax = explain.plot_importance(table)
+>>> explain.log_importance(table, tempfile.mkdtemp())  # TensorBoard
+>>> explain.task_views(model, x)  # gates / attention / fusion: none in shared_bottom
+{}
 """
 
 from mtl_keras.explain.attributions import Attributions, integrated_gradients

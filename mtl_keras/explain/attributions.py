@@ -249,8 +249,10 @@ def integrated_gradients(
         `Attributions` (values per task and feature, f(x), f(baseline)).
 
     Example:
-    >>> attr = integrated_gradients(model, x_rows, steps=64)
-    >>> attr.completeness_gap("income").max() < 1e-2
+    >>> attr = integrated_gradients(model, x, steps=64)
+    >>> sorted(attr.values["click"])
+    ['a', 'b']
+    >>> bool(attr.completeness_error("click") < 0.05)
     True
     """
     if categorical_baseline not in ("mean", "oov", "zeros"):

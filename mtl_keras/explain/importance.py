@@ -24,8 +24,12 @@ def importance_table(attributions: Attributions, normalize: bool = True) -> pd.D
             shares (comparable across tasks whose outputs differ in scale).
 
     Example:
-    >>> table = importance_table(integrated_gradients(model, x))
-    >>> table["income"].sort_values(ascending=False).head()
+    >>> from mtl_keras.explain import integrated_gradients
+    >>> table = importance_table(integrated_gradients(model, x, steps=16))
+    >>> table.index.tolist(), table.columns.tolist()
+    (['a', 'b'], ['click', 'dwell'])
+    >>> table.sum().round(6).tolist()  # normalize=True: shares per task
+    [1.0, 1.0]
     """
     columns = {}
     for task in attributions.values:
@@ -81,7 +85,9 @@ def permutation_importance(
         normalize: divide each column by its sum of positive values.
 
     Example:
-    >>> permutation_importance(model, x_val, y_val, repeats=3)
+    >>> table = permutation_importance(model, x, y, repeats=2)
+    >>> table.index.tolist(), table.columns.tolist()
+    (['a', 'b'], ['click', 'dwell'])
     """
     specs = {t.name: t for t in model.tasks}
     tasks = list(tasks or [t for t in model.task_names if t in y])
@@ -134,7 +140,11 @@ def shared_features(table: pd.DataFrame, top: int = 5) -> pd.DataFrame:
     number of tasks for which it is a top feature (>= 2: shared).
 
     Example:
-    >>> shared_features(importance_table(attr), top=5).query("tasks_using > 1")
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"click": [0.7, 0.2, 0.1], "dwell": [0.6, 0.0, 0.4]},
+    ...                      index=["age", "job", "hours"])
+    >>> shared_features(table, top=2).query("tasks_using > 1").index.tolist()
+    ['age']
     """
     tops = {t: set(table[t].sort_values(ascending=False).head(top).index) for t in table.columns}
     union = sorted(set().union(*tops.values()), key=lambda f: -table.loc[f].max())

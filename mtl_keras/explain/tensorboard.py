@@ -48,7 +48,12 @@ def log_importance(
         top: features shown in the image.
 
     Example:
-    >>> log_importance(importance_table(attr), "runs/census/explain")
+    >>> import os, tempfile
+    >>> import pandas as pd
+    >>> logdir = tempfile.mkdtemp()
+    >>> log_importance(pd.DataFrame({"click": [0.7, 0.3]}, index=["a", "b"]), logdir)
+    >>> len(os.listdir(logdir))  # one event file
+    1
     """
     png = _figure_png(table, top)
     image = tf.io.decode_png(png, channels=4)[None]
@@ -79,7 +84,12 @@ class ImportanceTensorBoard(keras.callbacks.Callback):
         top: features shown in the image.
 
     Example:
-    >>> model.fit(x, y, epochs=5, callbacks=[ImportanceTensorBoard(x_val_rows, "runs/a")])
+    >>> import os, tempfile
+    >>> logdir = tempfile.mkdtemp()
+    >>> cb = ImportanceTensorBoard(x, logdir, steps=8)
+    >>> _ = model.fit(x, y, epochs=1, callbacks=[cb], verbose=0)
+    >>> len(os.listdir(logdir)) > 0
+    True
     """
 
     def __init__(

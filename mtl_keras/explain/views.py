@@ -46,7 +46,10 @@ def register_view(name: str, fn: Callable[[keras.Model, Any], Any]) -> None:
     """Registers (or replaces) a view `fn(model, x)` used by `task_views`.
 
     Example:
-    >>> register_view("fusion", my_fusion_weights)
+    >>> register_view("n_rows", lambda model, x: len(x["a"]))
+    >>> task_views(model, x)
+    {'n_rows': 16}
+    >>> del _VIEWS["n_rows"]  # unregister
     """
     _VIEWS[name] = fn
 
@@ -63,7 +66,12 @@ def task_attention(model: keras.Model, x: Any, batch_size: int = 256) -> dict[st
         dict task -> one float per trunk block, in (0, 1).
 
     Example:
-    >>> task_attention(model, x_val)  # {'digit': [0.61, 0.48], ...}
+    >>> from mtl_keras import Binary, Regression, builders
+    >>> model = builders.mtan(keras.Input((8, 8, 1)), [Binary("a"), Regression("b")],
+    ...                       trunk="conv2d", filters=(4, 4))
+    >>> att = task_attention(model, np.ones((2, 8, 8, 1), "float32"))
+    >>> sorted(att), len(att["a"]), all(0 < v < 1 for v in att["a"])
+    (['a', 'b'], 2, True)
     """
     masks = mtan_attention_model(model).predict(
         _strings_to_tensors(x), batch_size=batch_size, verbose=0
@@ -93,8 +101,12 @@ def task_views(model: keras.Model, x: Any) -> dict[str, Any]:
     (task -> modality weights) and any registered view.
 
     Example:
-    >>> views = task_views(model, x_val)
-    >>> views["gates"]["income"]  # MMoE: expert weights of the income gate
+    >>> from mtl_keras import Binary, Regression, builders
+    >>> model = builders.mmoe(keras.Input((4,)), [Binary("a"), Regression("b")],
+    ...                       num_experts=3, expert_units=(8,), tower_units=(4,))
+    >>> views = task_views(model, np.ones((4, 4), "float32"))
+    >>> sorted(views), len(views["gates"]["a"])  # MMoE: expert weights of gate "a"
+    (['gates'], 3)
     """
     views: dict[str, Any] = {}
     names = {layer.name for layer in model.layers}

@@ -45,7 +45,15 @@ def inspect_saved_model(path: str | os.PathLike[str]) -> dict[str, Any]:
             no `serve` meta graph.
 
     Example:
-    >>> # inspect_saved_model("saved_models/census_income/1")["signatures"].keys()
+    >>> import tempfile
+    >>> from mtl_keras import Binary, Regression, builders
+    >>> model = builders.shared_bottom(
+    ...     keras.Input((4,), name="x"), [Binary("click"), Regression("dwell")],
+    ...     trunk_units=(8,), tower_units=())
+    >>> from mtl_keras.export import export_saved_model
+    >>> path = export_saved_model(model, tempfile.mkdtemp())
+    >>> sorted(inspect_saved_model(path)["signatures"]["serving_default"]["outputs"])
+    ['click', 'dwell']
     """
     try:
         return saved_model_signatures(path)
@@ -106,8 +114,17 @@ def check_export(
         ExportCheckError (an AssertionError) describing the first mismatch.
 
     Example:
-    >>> # report = check_export(path, model, {"x": x[:8]})
-    >>> # report["max_abs_diff"]["tf1"]["serving_default"]
+    >>> import tempfile
+    >>> from mtl_keras import Binary, Regression, builders
+    >>> model = builders.shared_bottom(
+    ...     keras.Input((4,), name="x"), [Binary("click"), Regression("dwell")],
+    ...     trunk_units=(8,), tower_units=())
+    >>> from mtl_keras.export import export_saved_model
+    >>> path = export_saved_model(model, tempfile.mkdtemp())
+    >>> report = check_export(path, model, {"x": np.random.rand(8, 4).astype("float32")})
+    >>> diff = report["max_abs_diff"]["tf1"]["serving_default"]
+    >>> sorted(diff), max(diff.values()) < 1e-5
+    (['click', 'dwell'], True)
     """
     path = os.fspath(path)
     info = inspect_saved_model(path)

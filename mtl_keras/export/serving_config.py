@@ -131,7 +131,11 @@ def read_models_config(path: str | os.PathLike[str]) -> Any:
         path: the config file.
 
     Example:
-    >>> # read_models_config("models.config").model_config_list.config[0].name
+    >>> import tempfile
+    >>> p = write_models_config(os.path.join(tempfile.mkdtemp(), "models.config"),
+    ...                         {"census_income": "/models/census_income"})
+    >>> read_models_config(p).model_config_list.config[0].name
+    'census_income'
     """
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2

@@ -93,8 +93,15 @@ def export_tflite(
         `{"path", "size_bytes", "quantization", "select_tf_ops"}`.
 
     Example:
-    >>> # info = export_tflite(model, "model_fp16.tflite", quantization="float16")
-    >>> # info["size_bytes"]
+    >>> import tempfile
+    >>> from mtl_keras import Binary, Regression, builders
+    >>> model = builders.shared_bottom(
+    ...     keras.Input((4,), name="x"), [Binary("click"), Regression("dwell")],
+    ...     trunk_units=(8,), tower_units=())
+    >>> path = os.path.join(tempfile.mkdtemp(), "model_fp16.tflite")
+    >>> info = export_tflite(model, path, quantization="float16")
+    >>> info["quantization"], info["size_bytes"] == os.path.getsize(path)
+    ('float16', True)
     """
     check_model(model)
     if quantization not in QUANTIZATIONS:
@@ -181,7 +188,15 @@ def load_interpreter(path: str | os.PathLike[str], prefer: str = "litert") -> tu
         `(interpreter, "ai_edge_litert" | "tf.lite")`.
 
     Example:
-    >>> # interp, which = load_interpreter("model.tflite")
+    >>> import tempfile
+    >>> from mtl_keras import Binary, Regression, builders
+    >>> model = builders.shared_bottom(
+    ...     keras.Input((4,), name="x"), [Binary("click"), Regression("dwell")],
+    ...     trunk_units=(8,), tower_units=())
+    >>> path = export_tflite(model, os.path.join(tempfile.mkdtemp(), "m.tflite"))["path"]
+    >>> interp, which = load_interpreter(path)
+    >>> which in ("ai_edge_litert", "tf.lite")
+    True
     """
     path = os.fspath(path)
     if prefer == "litert":
@@ -245,7 +260,15 @@ def tflite_report(
         "tolerance"}`.
 
     Example:
-    >>> # tflite_report(model, "m.tflite", {"x": x[:64]}, quantization="float16")
+    >>> import tempfile
+    >>> from mtl_keras import Binary, Regression, builders
+    >>> model = builders.shared_bottom(
+    ...     keras.Input((4,), name="x"), [Binary("click"), Regression("dwell")],
+    ...     trunk_units=(8,), tower_units=())
+    >>> path = export_tflite(model, os.path.join(tempfile.mkdtemp(), "m.tflite"))["path"]
+    >>> report = tflite_report(model, path, {"x": np.random.rand(4, 4).astype("float32")})
+    >>> sorted(report["max_abs_diff"]), max(report["max_abs_diff"].values()) < 1e-4
+    (['click', 'dwell'], True)
     """
     features = validate_request(input_signature(model), examples)
     expected = model.predict(_predict_inputs(features), verbose=0)

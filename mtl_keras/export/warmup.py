@@ -94,7 +94,13 @@ def read_warmup_requests(path: str) -> list[Any]:
         path: the warm-up file, or a version directory containing it.
 
     Example:
-    >>> # logs = read_warmup_requests("saved_models/census_income/1")
+    >>> import tempfile
+    >>> spec = {"x": tf.TensorSpec((None, 2), tf.float32)}
+    >>> export_dir = tempfile.mkdtemp()
+    >>> _ = write_warmup_requests(export_dir, {"x": [[0.0, 1.0]]}, spec)
+    >>> logs = read_warmup_requests(export_dir)
+    >>> len(logs), logs[0].predict_log.request.model_spec.signature_name
+    (1, 'serving_default')
     """
     from tensorflow_serving.apis import prediction_log_pb2
 

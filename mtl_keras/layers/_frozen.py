@@ -18,7 +18,15 @@ def keep_frozen(layer: keras.layers.Layer) -> None:
         layer: the composite layer.
 
     Example:
-    >>> # def build(self, input_shape): ...; keep_frozen(self)
+    >>> class Block(keras.layers.Layer):
+    ...     def build(self, input_shape):
+    ...         self.inner = keras.layers.Dense(2)  # created after __init__
+    ...         self.inner.build(input_shape)
+    ...         keep_frozen(self)
+    >>> block = Block(trainable=False)
+    >>> block.build((None, 3))
+    >>> block.inner.trainable, len(block.trainable_weights)
+    (False, 0)
     """
     if not layer.trainable:
         # The setter recurses into sublayers and variables, but assigning

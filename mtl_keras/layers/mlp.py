@@ -23,7 +23,7 @@ class MLP(keras.layers.Layer):
 
     Example:
     >>> import numpy as np
-    >>> MLP((8, 4))(np.zeros((2, 3), "float32")).shape
+    >>> tuple(MLP((8, 4))(np.zeros((2, 3), "float32")).shape)
     (2, 4)
     """
 

@@ -120,7 +120,12 @@ class Uncertainty(LossWeighting):
         """Tasks (names, or `t<index>`) whose log-variance sits at a bound.
 
         Example:
-        >>> # model.weighting.at_bounds(model.task_names) -> ["price"]
+        >>> model.compile("adam", weighting=Uncertainty(log_var_bounds=(-1.0, 1.0)))
+        >>> model.weighting.at_bounds(model.task_names)  # `model`: see conftest.py
+        []
+        >>> _ = model.weighting.log_vars.assign([0.0, 1.0])  # e.g. after a long fit
+        >>> model.weighting.at_bounds(model.task_names)
+        ['dwell']
         """
         if self.log_var_bounds is None:
             return []
