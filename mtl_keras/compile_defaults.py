@@ -17,8 +17,12 @@ from typing import Any
 
 import tensorflow as tf
 
-#: `steps_per_execution` used when the caller does not set one.
-DEFAULT_STEPS_PER_EXECUTION = 32
+#: `steps_per_execution` used when the caller does not set one. 1 for now:
+#: with more steps per call, an input-contract error is raised at the end of
+#: the call and would name the call's last batch rather than the bad one, and
+#: callbacks see every Nth batch. Pass `steps_per_execution=32` to `compile`
+#: for the measured speed-up (benchmarks/weighting_speed.py).
+DEFAULT_STEPS_PER_EXECUTION = 1
 
 
 def _multi_worker() -> bool:

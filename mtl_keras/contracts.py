@@ -734,11 +734,29 @@ def apply_if(ok: Any, optimizer: Any, grads: Sequence[Any], variables: Sequence[
     if not optimizer.built:
         optimizer.build(variables)
 
+    if tf.distribute.has_strategy() and tf.distribute.in_cross_replica_context() is False:
+        # Under tf.distribute the optimizer's update is a synchronisation point
+        # (merge_call), which TensorFlow does not allow inside a tf.cond: apply
+        # zero gradients instead. The batch's data does not reach the weights;
+        # a stateful optimizer still counts the step ("raise" stops right
+        # after it, "skip" is approximate here).
+        optimizer.apply([_zero_unless(ok, g) for g in grads], variables)
+        return
+
     def apply() -> Any:
         optimizer.apply(grads, variables)
         return tf.constant(True)
 
     tf.cond(ok, apply, lambda: tf.constant(False))
+
+
+def _zero_unless(ok: Any, grad: Any) -> Any:
+    if grad is None:
+        return None
+    if isinstance(grad, tf.IndexedSlices):
+        values = tf.where(ok, grad.values, tf.zeros_like(grad.values))
+        return tf.IndexedSlices(values, grad.indices, grad.dense_shape)
+    return tf.where(ok, grad, tf.zeros_like(grad))
 
 
 def if_applied(ok: Any, update_metrics: Any, model: Any) -> dict[str, Any]:

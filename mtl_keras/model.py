@@ -448,7 +448,9 @@ class MultiTaskModel(keras.Model):
     def get_metrics_result(self) -> dict[str, Any]:
         """Keras's metric results, with NaN for the loss and metrics of a task
         that had no labelled row since the last reset (instead of 0.0)."""
-        logs = super().get_metrics_result()
+        # Explicit base call: autograph cannot convert zero-argument super()
+        # when a user wraps `train_step` in their own tf.function.
+        logs = keras.Model.get_metrics_result(self)
         if getattr(self, "_task_loss_trackers", None) is None:
             return logs
         for t, tracker in enumerate(self._task_loss_trackers):

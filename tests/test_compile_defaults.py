@@ -21,7 +21,7 @@ def _model(**compile_kwargs):
 def test_defaults_fill_only_unset_arguments(monkeypatch):
     monkeypatch.setattr(cd, "_accelerator", lambda: False)
     static = cd.compile_defaults(get("static"), {})
-    assert static == {"steps_per_execution": 32, "jit_compile": False}
+    assert static == {"steps_per_execution": cd.DEFAULT_STEPS_PER_EXECUTION, "jit_compile": False}
     explicit = {"steps_per_execution": 3, "jit_compile": True}
     assert cd.compile_defaults(get("static"), explicit) == explicit
     # Gradient aggregators keep Keras's "auto" jit (their solvers fuse well).
@@ -43,5 +43,6 @@ def test_model_uses_defaults_and_saves_only_explicit_ones(tmp_path):
     assert len(history.history["loss"]) == 2
     assert "steps_per_execution" not in model._mtl_compile_config
     model.save(tmp_path / "m.keras")
-    assert keras.saving.load_model(tmp_path / "m.keras").steps_per_execution == 32
-    assert _model(steps_per_execution=1).steps_per_execution == 1
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.steps_per_execution == cd.DEFAULT_STEPS_PER_EXECUTION
+    assert _model(steps_per_execution=4).steps_per_execution == 4

@@ -151,7 +151,10 @@ def test_adapt_encoder_streams_like_adapt(tmp_path):
 
 
 def test_model_trains_from_tfrecords(tmp_path):
-    files.write_tfrecords(frame(64), str(tmp_path), FEATURES, TASKS, MASKS, num_shards=2)
+    data = frame(64)
+    # TabularEncoder does not impute: NaN features stop training (input contract).
+    data["age"] = data["age"].fillna(40.0)
+    files.write_tfrecords(data, str(tmp_path), FEATURES, TASKS, MASKS, num_shards=2)
     ds = files.from_tfrecords(tmp_path, feature_columns=["age", "job"], batch_size=16)
     encoder = files.adapt_encoder(ds, categorical=["job"], numeric=["age"])
     tasks = [mk.Binary("income"), mk.Regression("stay"), mk.Multiclass("clicks", num_classes=3)]

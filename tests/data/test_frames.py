@@ -83,14 +83,17 @@ def test_evaluate_losses_match_hand_computation_over_labelled_rows():
     np.testing.assert_allclose(logs["b_loss"], expected_b, rtol=1e-4)
     np.testing.assert_allclose(logs["m_loss"], expected_m, rtol=1e-4)
     np.testing.assert_allclose(logs["e_loss"], expected_e, rtol=1e-4)
-    assert logs["r_loss"] == 0.0  # no row labelled
+    assert np.isnan(logs["r_loss"])  # no row labelled: unknown (NaN), not a perfect 0.0
 
 
 def test_fit_end_to_end_and_raise_on_missing_column():
     frame = _frame()
     model = _model()
     history = model.fit(_dataset(frame, batch_size=16, shuffle=True, seed=0), epochs=2, verbose=0)
-    assert all(np.isfinite(v[-1]) for v in history.history.values())
+    # Task "r" has no labelled row: its loss and metrics are NaN, every other log is finite.
+    logs = {k: v[-1] for k, v in history.history.items()}
+    assert all(np.isnan(v) for k, v in logs.items() if k.startswith("r_") and k != "r_weight")
+    assert all(np.isfinite(v) for k, v in logs.items() if not k.startswith("r_"))
     with pytest.raises(ValueError, match="not in the frame"):
         from_pandas(frame, ["x0"], {"r": "nope"}, missing_columns="raise")
 
