@@ -104,9 +104,9 @@ def test_batch_task_scalars(tmp_path):
 
 
 def test_batch_scalars_with_steps_per_execution(tmp_path):
-    # The default steps_per_execution (32) runs each 4-step epoch in one call:
-    # one batch-end per epoch, at its real global step, with the epoch value.
-    history, train, _ = fit(tmp_path, update_freq="batch")
+    # steps_per_execution=32 runs each 4-step epoch in one call: one
+    # batch-end per epoch, at its real global step, with the epoch value.
+    history, train, _ = fit(tmp_path, update_freq="batch", steps_per_execution=32)
     assert sorted(train["click/batch_loss"]) == sorted(train["batch_click_loss"]) == [4, 8]
     np.testing.assert_allclose(
         [train["click/batch_auc"][s] for s in (4, 8)], history["click_auc"], rtol=1e-6
