@@ -45,6 +45,7 @@ from mtl_keras.datasets.census_income import (
     census_income,
     demo_early_stopping,
     demo_encoder,
+    demo_model,
     demo_optimizer,
 )
 from mtl_keras.evaluation import roc_auc
@@ -108,18 +109,10 @@ def run_ablation(args: argparse.Namespace, train, val, test) -> list[dict]:
                 continue
             keras.utils.set_random_seed(seed)
             encoder = demo_encoder(train.features, recipe)
-            tasks = [mk.Binary(t) for t in TASKS]
             if arch == "mmoe":
-                model = mk.builders.mmoe(
-                    encoder.inputs(),
-                    tasks,
-                    encoder=encoder,
-                    num_experts=6,
-                    expert_units=(128, 64),
-                    tower_units=(64,),
-                    dropout=0.2,
-                )
+                model = demo_model(encoder)
             else:
+                tasks = [mk.Binary(t) for t in TASKS]
                 model = mk.builders.shared_bottom(
                     encoder.inputs(), tasks, encoder=encoder, trunk_units=(256, 128),
                     tower_units=(64,), dropout=0.1)  # fmt: skip

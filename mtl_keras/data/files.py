@@ -198,15 +198,20 @@ def from_csv(
         values = tf.io.decode_csv(lines, record_defaults, select_cols=select)
         return _split(dict(zip(names, values)), feature_columns, task_columns, mask_columns)
 
-    ds = tf.data.Dataset.from_tensor_slices(paths)
-    ds = ds.interleave(
-        lambda f: tf.data.TextLineDataset(f).skip(1),
+    ds = _interleave(paths, lambda f: tf.data.TextLineDataset(f).skip(1))
+    return _finish(
+        ds, shard_policy(len(paths)), batch_size, shuffle_buffer, seed, drop_remainder, decode
+    )
+
+
+def _interleave(paths: Sequence[str], reader: Any) -> Any:
+    """Records of `paths` read by `reader(path)`, a few files at a time, in a
+    deterministic order (every worker must see the same order to shard it)."""
+    return tf.data.Dataset.from_tensor_slices(paths).interleave(
+        reader,
         cycle_length=min(len(paths), 4),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
-    )
-    return _finish(
-        ds, shard_policy(len(paths)), batch_size, shuffle_buffer, seed, drop_remainder, decode
     )
 
 
@@ -446,12 +451,8 @@ def from_tfrecords(
         columns = {c: tf.cast(v, tf.int32) if kinds[c] == "int" else v for c, v in columns.items()}
         return _split(columns, feature_columns, task_columns, mask_columns)
 
-    ds = tf.data.Dataset.from_tensor_slices(paths).interleave(
-        lambda f: tf.data.TFRecordDataset(f, compression_type=schema.get("compression") or ""),
-        cycle_length=min(len(paths), 4),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
+    compression = schema.get("compression") or ""
+    ds = _interleave(paths, lambda f: tf.data.TFRecordDataset(f, compression_type=compression))
     return _finish(
         ds, shard_policy(len(paths)), batch_size, shuffle_buffer, seed, drop_remainder, decode
     )

@@ -147,6 +147,24 @@ def census_income(nrows: int | None = None) -> tuple[Split, Split]:
     return train, test
 
 
+def demo_model(encoder: Any, name: str | None = None) -> Any:
+    """The demo's model: MMoE (6 experts of 128-64, 64-unit towers, dropout
+    0.2) over `encoder`, one `Binary` task per entry of `TASKS`.
+
+    Example:
+    >>> model = demo_model(demo_encoder(census_income(nrows=500)[0].features))
+    >>> model.task_names
+    ['income', 'never_married']
+    """
+    from mtl_keras.builders import mmoe
+    from mtl_keras.tasks import Binary
+
+    return mmoe(
+        encoder.inputs(), [Binary(t) for t in TASKS], encoder=encoder, num_experts=6,
+        expert_units=(128, 64), tower_units=(64,), dropout=0.2, name=name,
+    )  # fmt: skip
+
+
 def demo_encoder(features: dict[str, np.ndarray], recipe: str = "best") -> Any:
     """The demo's `TabularEncoder`, fitted on training features.
 
