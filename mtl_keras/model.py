@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import keras
 import tensorflow as tf
@@ -239,7 +239,7 @@ class MultiTaskModel(keras.Model):
 
     def train_step(self, data: Any) -> dict[str, Any]:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        strategy = self.weighting
+        strategy = cast(Weighting, self.weighting)  # set by compile
         with tf.GradientTape(persistent=strategy.needs_persistent_tape) as tape:
             representation = None
             if strategy.needs_representation:
@@ -296,10 +296,11 @@ class MultiTaskModel(keras.Model):
         losses, prepared = self._task_losses(y, y_pred, sample_weight)
         self._contracts.test_checks(self, y)
         labelled = task_losses.labelled_counts(prepared)
-        _, weights = self.weighting.combine(
+        strategy = cast(Weighting, self.weighting)  # set by compile
+        _, weights = strategy.combine(
             losses, training=False, priors=self._priors, labelled=labelled
         )
-        total = task_losses.logged_loss(self.weighting, losses, weights)
+        total = task_losses.logged_loss(strategy, losses, weights)
         return task_metrics.update(self, losses, prepared, total, labelled)
 
     # ------------------------------------- input contracts (mtl_keras.contracts)
