@@ -1,4 +1,9 @@
-"""`MultiTaskModel`: a functional Keras model that knows its tasks."""
+"""`MultiTaskModel`: a functional Keras model that knows its tasks.
+
+The trainer's outline; each step lives in its own module: `compile` (compile_args,
+compile_defaults) -> `train_step` (task_losses, the strategy's `compute_gradients`,
+contracts, task_metrics) -> `fit` (contracts, the strategy's epoch hook, distribute).
+"""
 
 from __future__ import annotations
 

@@ -31,6 +31,27 @@ def test_every_notebook_has_a_source_and_matches_it():
         ], f"{source.name}: rebuild with `python tutorials/build.py {source.stem}`"
 
 
+def test_rebuilding_gives_identical_notebooks():
+    """Two builds of a source write byte-identical notebooks (no random ids, no timestamps)."""
+    nbformat = pytest.importorskip("nbformat")
+    build = _build_module()
+    for source in build.sources():
+        first, second = (nbformat.writes(build.notebook_from_source(source)) for _ in range(2))
+        assert first == second, source.name
+
+
+def test_committed_notebooks_were_executed():
+    """Outputs come from a run (`make tutorials`), not pasted: every code cell
+    has an execution count, in order, and no cell ended in an error."""
+    for path in TUTORIALS:
+        cells = [c for c in nbformat_read(path).cells if c.cell_type == "code"]
+        counts = [c.get("execution_count") for c in cells]
+        assert None not in counts, f"{path.name}: run `python tutorials/build.py {path.stem}`"
+        assert counts == sorted(counts), path.name
+        errors = [o for c in cells for o in c.outputs if o.get("output_type") == "error"]
+        assert not errors, f"{path.name}: {errors[0].get('ename')}"
+
+
 def nbformat_read(path):
     nbformat = pytest.importorskip("nbformat")
     return nbformat.read(str(path), as_version=4)
