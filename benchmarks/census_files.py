@@ -182,11 +182,11 @@ def run_memory(args: argparse.Namespace) -> dict:
     )
     after_data = rss_mb()["rss_mb"]
     model = demo_model(demo_encoder(train.features))
-    steps = -(-len(train) // BATCH)
+    steps = -(-len(train) // args.batch_size)
     optimizer, callbacks, ema = _recipe(steps, args.epochs, args.ema)
     model.compile(optimizer, weighting="uncertainty")
     train_ds = mk.data.from_arrays(
-        train.features, train.labels, batch_size=BATCH, shuffle=True, seed=args.seed
+        train.features, train.labels, batch_size=args.batch_size, shuffle=True, seed=args.seed
     )
     val_ds = mk.data.from_arrays(val.features, val.labels, batch_size=4096)
     started = time.perf_counter()
@@ -228,10 +228,10 @@ def run_files(args: argparse.Namespace) -> dict:
     with open(os.path.join(args.data, "train", files.SCHEMA_FILE)) as f:
         rows = json.load(f)["rows"]
     model = demo_model(encoder)
-    steps = -(-rows // BATCH)
+    steps = -(-rows // args.batch_size)
     optimizer, callbacks, ema = _recipe(steps, args.epochs, args.ema)
     model.compile(optimizer, weighting="uncertainty")
-    train_ds = files.from_tfrecords(os.path.join(args.data, "train"), batch_size=BATCH,
+    train_ds = files.from_tfrecords(os.path.join(args.data, "train"), batch_size=args.batch_size,
                                     shuffle_buffer=args.shuffle_buffer, seed=args.seed)  # fmt: skip
     val_ds = files.from_tfrecords(os.path.join(args.data, "val"), batch_size=4096)
     started = time.perf_counter()
@@ -260,11 +260,11 @@ def run_worker(args: argparse.Namespace) -> dict | None:
     keras.utils.set_random_seed(args.seed)
     with open(os.path.join(args.data, "train", files.SCHEMA_FILE)) as f:
         rows = json.load(f)["rows"]
-    train_ds = files.from_tfrecords(os.path.join(args.data, "train"), batch_size=BATCH,
+    train_ds = files.from_tfrecords(os.path.join(args.data, "train"), batch_size=args.batch_size,
                                     shuffle_buffer=args.shuffle_buffer, seed=args.seed)  # fmt: skip
     policy = train_ds.options().experimental_distribute.auto_shard_policy
     encoder = files_encoder(args.data, args.seed)  # same on every worker (seeded)
-    steps = rows // BATCH
+    steps = rows // args.batch_size
     with strategy.scope():
         model = demo_model(encoder)
         model.compile(demo_optimizer(steps, args.epochs, 2e-3), weighting="uncertainty")
@@ -288,7 +288,8 @@ def _child(args: argparse.Namespace, mode: str, seed: int, workers: int = 0) -> 
                "--seed", str(seed), "--epochs", str(args.worker_epochs if mode == "worker"
                                                     else args.epochs),
                "--split-seed", str(args.split_seed), "--shuffle-buffer", str(args.shuffle_buffer),
-               "--result", result, "--ema", str(args.ema or 0)]  # fmt: skip
+               "--result", result, "--ema", str(args.ema or 0),
+               "--batch-size", str(args.batch_size)]  # fmt: skip
     for flag, value in (("--subsample", args.subsample), ("--nrows", args.nrows)):
         if value:
             command += [flag, str(value)]
@@ -313,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subsample", type=int, default=None)
     p.add_argument("--nrows", type=int, default=None, help="read only the CSVs' first rows")
     p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=BATCH, help="the demo's: 512")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--split-seed", type=int, default=0, help="the demo's split (seed 0)")
     p.add_argument("--shuffle-buffer", type=int, default=20_000)

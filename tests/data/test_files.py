@@ -235,6 +235,19 @@ def test_bad_shards_fail_naming_the_file_and_column(tmp_path):
     (tf_dir / "part-x.tfrecord").write_bytes(b"not a tfrecord file at all")
     with pytest.raises(ValueError, match=r"part-x\.tfrecord cannot be read"):
         files.from_tfrecords(tf_dir)
+    # A shard damaged in the middle: only reading it finds it; verify_tfrecords names it.
+    (tf_dir / "part-x.tfrecord").unlink()
+    assert files.verify_tfrecords(tf_dir) == 37
+    shard = tf_dir / "part-00001-of-00002.tfrecord"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 4] = b"\xff\xff\xff\xff"
+    shard.write_bytes(bytes(data))
+    with pytest.raises(tf.errors.DataLossError):
+        list(files.from_tfrecords(tf_dir))
+    with pytest.raises(
+        ValueError, match=r"part-00001-of-00002\.tfrecord is damaged after \d+ good"
+    ):
+        files.verify_tfrecords(tf_dir)
 
 
 def test_write_tfrecords_from_chunks(tmp_path, reference):
