@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from mtl_keras.data.frames import _feature_array, _label_array
+from mtl_keras.data.frames import feature_array, label_array
 
 SCHEMA_FILE = "_schema.json"
 _AUTOSHARD = tf.data.experimental.AutoShardPolicy
@@ -121,9 +121,9 @@ def _kinds_from_frame(frame: Any, feature_columns, task_columns, mask_columns) -
     """column -> "float" | "int" | "string", as `from_pandas` would type it."""
     kinds = {}
     for c in feature_columns:
-        kinds[c] = "float" if _feature_array(frame[c]).dtype.kind == "f" else "string"
+        kinds[c] = "float" if feature_array(frame[c]).dtype.kind == "f" else "string"
     for task, c in task_columns.items():
-        kinds[c] = "int" if _label_array(frame[c], task).dtype.kind == "i" else "float"
+        kinds[c] = "int" if label_array(frame[c], task).dtype.kind == "i" else "float"
     for c in (mask_columns or {}).values():
         kinds[c] = "float"
     return kinds
@@ -284,7 +284,7 @@ def from_parquet(
         for c in wanted:
             try:
                 if kinds[c] == "string":
-                    out[c] = _feature_array(frame[c])
+                    out[c] = feature_array(frame[c])
                 elif kinds[c] == "int":
                     out[c] = frame[c].fillna(-1).to_numpy(dtype="int32")
                 else:
@@ -419,7 +419,7 @@ def _typed_columns(
     """A chunk's columns typed as the schema says; a chunk that cannot be is an error."""
     columns: dict[str, np.ndarray] = {}
     for c in feature_columns:
-        values = _feature_array(chunk[c])
+        values = feature_array(chunk[c])
         if kinds[c] == "float" and values.dtype.kind != "f":
             raise ValueError(
                 f"write_tfrecords: feature column {c!r} is numeric in the first chunk but "
@@ -432,7 +432,7 @@ def _typed_columns(
             )
         columns[c] = values
     for task, c in task_columns.items():
-        values = _label_array(chunk[c], task)
+        values = label_array(chunk[c], task)
         if kinds[c] == "int" and values.dtype.kind != "i":
             raise ValueError(
                 f"write_tfrecords: label column {c!r} (task {task!r}) is integer in the first "

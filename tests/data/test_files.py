@@ -136,7 +136,7 @@ def test_adapt_encoder_streams_like_adapt(tmp_path):
         numeric=["age"],
         log_features=["age"],
     )
-    features = {"job": files._feature_array(df["job"]), "age": files._feature_array(df["age"])}
+    features = {"job": files.feature_array(df["job"]), "age": files.feature_array(df["age"])}
     direct = mk.layers.TabularEncoder.adapt(
         features, categorical=["job"], numeric=["age"], log_features=["age"]
     )
@@ -270,7 +270,7 @@ def test_adapt_encoder_fits_piecewise_linear_bins(tmp_path):
     files.write_tfrecords(df, str(tmp_path), FEATURES, TASKS, num_shards=3)
     kwargs = dict(categorical=["job"], numeric=["age", "id"], log_features=["id"],
                   numeric_encoding="piecewise_linear", num_bins=8, bin_embedding_dim=4)  # fmt: skip
-    features = {c: files._feature_array(df[c]) for c in ["job", "age", "id"]}
+    features = {c: files.feature_array(df[c]) for c in ["job", "age", "id"]}
     direct = mk.layers.TabularEncoder.adapt(features, **kwargs)
     # A sample at least as large as the data: the same edges as adapt on all rows.
     exact = files.adapt_encoder(files.from_tfrecords(tmp_path, batch_size=32), **kwargs)
