@@ -277,7 +277,7 @@ def run_worker(args: argparse.Namespace) -> dict | None:
     test_ds = files.from_tfrecords(os.path.join(args.data, "test"), batch_size=4096)
     return {"auc": _scores(model, test_ds), "rows": rows, "seconds": seconds,
             "epochs": args.epochs, "workers": strategy.num_replicas_in_sync,
-            "shard_policy": str(policy).rsplit(".", 1)[-1], **rss_mb()}  # fmt: skip
+            "shard_policy": getattr(policy, "name", str(policy)), **rss_mb()}  # fmt: skip
 
 
 # ------------------------------------------------------------- orchestrate
