@@ -22,8 +22,8 @@ seeded alike; they differ in the data order (in-memory permutation vs.
 file interleave + shuffle buffer) and in the bin edges (sample vs. all
 rows), which is the seed noise the comparison has to stay within.
 
-    python benchmarks/census_files.py --quick                     # ~3 min
-    python benchmarks/census_files.py --epochs 4 --seeds 0 1 --workers 2
+    python benchmarks/census_files.py --quick        # ~4 min on 2 busy cores
+    python benchmarks/census_files.py --epochs 4 --seeds 0 1 --workers 1 2 --worker-epochs 2
 """
 
 from __future__ import annotations
