@@ -80,13 +80,25 @@ class ModalityStack(keras.layers.Layer):
         return (first[0], len(self.modalities), first[-1])
 
     def serving_metadata(self) -> dict[str, Any]:
-        """What an export records about the modalities (see `export_saved_model`)."""
+        """What an export records about the modalities (see `export_saved_model`):
+        each modality's inputs and mask, and the `without_<modalities>`
+        signatures serving requests that omit modalities."""
+        from mtl_keras.builders.fusion_serving import modality_signatures
+
+        inputs = {m: self.modality_inputs.get(m, []) for m in self.modalities}
         return {
             "modalities": {
-                m: {"inputs": self.modality_inputs.get(m, []), "mask": mask_input_name(m)}
-                for m in self.modalities
-            }
+                m: {"inputs": inputs[m], "mask": mask_input_name(m)} for m in self.modalities
+            },
+            "modality_signatures": modality_signatures(self.modalities, inputs),
         }
+
+    def serving_endpoints(self, model: keras.Model) -> dict[str, Any]:
+        """The `without_<modalities>` signatures of `model` for its export:
+        name -> (function, input specs); see `builders.fusion_serving`."""
+        from mtl_keras.builders.fusion_serving import serving_endpoints
+
+        return serving_endpoints(model)
 
     def get_config(self) -> dict[str, Any]:
         return {
