@@ -47,12 +47,12 @@ def _new_inputs(backbone: keras.Model) -> Any:
         return keras.Input(shape=t.shape[1:], dtype=t.dtype, name=name)
 
     if isinstance(backbone, keras.Sequential):
-        # Named after the Sequential's InputLayer (the tensor's own name is
-        # an auto-generated "keras_tensor_N"), e.g. "input_layer" or the
-        # `name` given to keras.Input.
-        history = getattr(struct, "_keras_history", None)
-        layer = getattr(history, "operation", None)
-        return make(struct, getattr(layer, "name", None) or f"{backbone.name}_input")
+        # The `name` given to its keras.Input, else "<backbone>_input" (an
+        # unnamed Input's tensor is an auto-generated "keras_tensor_N").
+        name = struct.name
+        if not name or name.startswith("keras_tensor"):
+            name = f"{backbone.name}_input"
+        return make(struct, name)
     if isinstance(struct, dict):
         return {k: make(t, k) for k, t in struct.items()}
     flat = keras.tree.flatten(struct)
@@ -87,8 +87,8 @@ def on_backbone(
         backbone: a built `keras.Model`, e.g. a CNN, a sequence encoder or
             `keras_hub.models.BertBackbone.from_preset(...)`: functional, or a
             `keras.Sequential` with an input shape (`keras.Input` as its
-            first layer, or `build((None, ...))`; the new input is named
-            after its input layer).
+            first layer, or `build((None, ...))`; the new input takes the
+            name given to its `keras.Input`, else `<backbone name>_input`).
         tasks: task specs; row-level tasks get a pooled head, per-token
             tasks (`Tagging`) a head on every token.
         pooling: for row-level tasks: "avg" (mean over real tokens /

@@ -174,7 +174,7 @@ def check_export(
             if isinstance(model, Mapping):
                 report["skipped"].append(sig)  # no model to predict the masked rows
                 continue
-            from mtl_keras.builders.fusion_serving import split_request
+            from mtl_keras.layers.modality_serving import split_request
 
             sig_features, masked = split_request(features, metadata, sig)
             sig_expected = {

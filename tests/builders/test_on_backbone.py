@@ -163,8 +163,7 @@ def test_on_backbone_accepts_a_sequential_backbone(how):
     model = on_backbone(backbone, [mk.Binary("bright"), mk.Regression("level")], pooling="none")
     assert model.representation == "seq"
     assert tuple(model.input.shape) == (None, 8, 8, 1)
-    if how == "input_first":
-        assert model.input.name == "image"
+    assert model.input.name == ("image" if how == "input_first" else "seq_input")
     # The heads read exactly the Sequential's features.
     features = backbone.predict(x, verbose=0)
     head = model.get_layer("level")

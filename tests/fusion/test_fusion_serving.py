@@ -15,6 +15,7 @@ from mtl_keras.builders.fusion import complete_request
 from mtl_keras.builders.fusion_serving import modality_signatures
 from mtl_keras.export import check_export, export_saved_model, signature_spec
 from mtl_keras.export.check import run_tf1
+from mtl_keras.serving import rest_payload
 
 INPUTS = {"tabular": ["city", "age"], "image": ["image"], "text": ["text"]}
 
@@ -80,6 +81,13 @@ def test_a_request_without_a_modality_equals_the_full_model_with_it_masked_out(e
     )
     served = loaded.signatures["without_image"](**{k: tf.constant(v) for k, v in request.items()})
     np.testing.assert_allclose(served["b"].numpy(), completed["b"].numpy(), rtol=1e-6, atol=1e-6)
+    # The REST body a client sends: checked against that signature's inputs.
+    spec = signature_spec(path, "without_image")
+    body = rest_payload(request, signature_name="without_image", spec=spec)
+    assert body["signature_name"] == "without_image"
+    assert sorted(body["instances"][0]) == ["age", "city", "text"]
+    with pytest.raises(ValueError, match="image"):
+        rest_payload({**request, "image": x["image"]}, signature_name="without_image", spec=spec)
 
 
 def test_tf_serving_predict_request_without_the_image(exported):
