@@ -11,7 +11,7 @@ from mtl_keras import contracts, graph
 from mtl_keras import representation as rep_lib
 from mtl_keras import weighting as weighting_lib
 from mtl_keras.compile_defaults import compile_defaults
-from mtl_keras.distribute import keras_fixes
+from mtl_keras.distribute import keras_fixes, metric_sync
 from mtl_keras.distribute import shuffle as distribute_shuffle
 from mtl_keras.layers._frozen import keep_frozen
 from mtl_keras.representation import RepresentationError
@@ -503,11 +503,13 @@ class MultiTaskModel(keras.Model):
         contracts.apply_if(ok, self.optimizer, grads, variables)
         total = self._logged_loss(task_losses, weights)
         # A skipped batch is left out of the logs too.
-        return contracts.if_applied(
+        logs = contracts.if_applied(
             ok,
             lambda: self._update_metrics(task_losses, prepared, total, labelled, weights),
             self,
         )
+        # Under tf.distribute: results of the replicas' summed metric states.
+        return metric_sync.global_logs(self, logs)
 
     def _logged_loss(self, task_losses: Any, weights: Any) -> Any:
         # An aggregator's direction has no scalar objective: log the plain
@@ -543,9 +545,10 @@ class MultiTaskModel(keras.Model):
         _, weights = self.weighting.combine(
             task_losses, training=False, priors=self._priors, labelled=labelled
         )
-        return self._update_metrics(
+        logs = self._update_metrics(
             task_losses, prepared, self._logged_loss(task_losses, weights), labelled
         )
+        return metric_sync.global_logs(self, logs)
 
     # ------------------------------------- input contracts (mtl_keras.contracts)
     def fit(self, *args: Any, **kwargs: Any) -> Any:
