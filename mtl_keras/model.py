@@ -553,6 +553,8 @@ class MultiTaskModel(keras.Model):
     # ------------------------------------- input contracts (mtl_keras.contracts)
     def fit(self, *args: Any, **kwargs: Any) -> Any:
         call = contracts.prepare_fit(self, args, kwargs)
+        # A restore by an earlier fit's BackupAndRestore must not skip epochs here.
+        self._initial_epoch = None
         # The strategy's epoch hook runs first, so that the user's callbacks
         # (BackupAndRestore, checkpoints) save the closed epoch.
         call["callbacks"] = [_WeightingEpochEnd(), *(call.get("callbacks") or [])]
