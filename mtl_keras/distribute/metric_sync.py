@@ -84,6 +84,10 @@ def global_state(model: keras.Model) -> Iterator[None]:
         yield
 
 
+class GlobalLogs(dict):
+    """Step logs that are already equal on every replica (no further reduction needed)."""
+
+
 def global_logs(model: keras.Model, logs: Any) -> Any:
     """`logs` with every metric's entry recomputed from the global state.
 
@@ -102,4 +106,6 @@ def global_logs(model: keras.Model, logs: Any) -> Any:
         return logs
     with global_state(model):
         results = model.get_metrics_result()
-    return {key: results.get(key, value) for key, value in logs.items()}
+    merged = {key: results.get(key, value) for key, value in logs.items()}
+    # Every log is a global result: the MWMS step skips its log all-reduce.
+    return GlobalLogs(merged) if set(logs) <= set(results) else merged
