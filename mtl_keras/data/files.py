@@ -463,6 +463,7 @@ def from_tfrecords(
     seed: int | None = None,
     drop_remainder: bool = False,
     schema: Mapping[str, Any] | None = None,
+    check_files: bool = True,
 ) -> tf.data.Dataset:
     """TFRecord shards written by `write_tfrecords` -> a multi-task dataset.
 
@@ -475,6 +476,9 @@ def from_tfrecords(
         feature_columns, task_columns, mask_columns: optional selections.
         batch_size, shuffle_buffer, seed, drop_remainder: as for `from_csv`.
         schema: the schema dict, when `_schema.json` is elsewhere.
+        check_files: read the first record of every file now, so that a file
+            of another schema fails here naming it (one small read per file;
+            turn off for very many remote files).
 
     Example:
     >>> import tempfile
@@ -518,7 +522,7 @@ def from_tfrecords(
         return _split(columns, feature_columns, task_columns, mask_columns)
 
     compression = schema.get("compression") or ""
-    for path in paths:
+    for path in paths if check_files else ():
         _check_first_record(path, compression, {c: kinds[c] for c in wanted})
     ds = _interleave(paths, lambda f: tf.data.TFRecordDataset(f, compression_type=compression))
     return _finish(

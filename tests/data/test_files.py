@@ -232,6 +232,9 @@ def test_bad_shards_fail_naming_the_file_and_column(tmp_path):
     (tf_dir / "part-x.tfrecord").write_bytes(open(other[0], "rb").read())
     with pytest.raises(ValueError, match=r"part-x\.tfrecord does not match .*'age': 'missing'"):
         files.from_tfrecords(tf_dir)
+    unchecked = files.from_tfrecords(tf_dir, check_files=False)  # fails only when read
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Feature: age"):
+        list(unchecked)
     (tf_dir / "part-x.tfrecord").write_bytes(b"not a tfrecord file at all")
     with pytest.raises(ValueError, match=r"part-x\.tfrecord cannot be read"):
         files.from_tfrecords(tf_dir)
