@@ -24,6 +24,8 @@ from typing import Any, Iterator
 import keras
 import tensorflow as tf
 
+from mtl_keras.distribute.cluster import is_multi_worker
+
 #: name scope of the metric-state all-reduce
 NAME_SCOPE = "metric_states"
 _OPS = {"sum": tf.distribute.ReduceOp.SUM, "mean": tf.distribute.ReduceOp.MEAN}
@@ -110,5 +112,9 @@ def global_logs(model: keras.Model, logs: Any) -> Any:
     with global_state(model):
         results = model.get_metrics_result()
     merged = {key: results.get(key, value) for key, value in logs.items()}
-    # Every log is a global result: the MWMS step skips its log all-reduce.
-    return GlobalLogs(merged) if set(logs) <= set(results) else merged
+    # Every log is a global result: the MWMS step (keras_fixes.step_function)
+    # skips its log all-reduce. Only there: Keras's own reduction (other
+    # strategies) treats a dict subclass as one leaf.
+    if set(logs) <= set(results) and is_multi_worker(tf.distribute.get_strategy()):
+        return GlobalLogs(merged)
+    return merged
