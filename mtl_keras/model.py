@@ -15,7 +15,7 @@ import tensorflow as tf
 from mtl_keras import compile_args, contracts, graph, parameters, task_losses, task_metrics
 from mtl_keras import representation as rep_lib
 from mtl_keras.compile_defaults import compile_defaults
-from mtl_keras.distribute import keras_fixes
+from mtl_keras.distribute import keras_fixes, metric_sync
 from mtl_keras.distribute import shuffle as distribute_shuffle
 from mtl_keras.layers._frozen import keep_frozen
 from mtl_keras.representation import RepresentationError
@@ -280,11 +280,13 @@ class MultiTaskModel(keras.Model):
         contracts.apply_if(ok, self.optimizer, grads, variables)
         total = task_losses.logged_loss(strategy, losses, weights)
         # A skipped batch is left out of the logs too.
-        return contracts.if_applied(
+        logs = contracts.if_applied(
             ok,
             lambda: task_metrics.update(self, losses, prepared, total, labelled, weights),
             self,
         )
+        # Under tf.distribute: results of the replicas' summed metric states.
+        return metric_sync.global_logs(self, logs)
 
     def _call_with_representation(self, x: Any) -> tuple[dict[str, Any], list[Any]]:
         """Forward pass that also records the representation's tensors on the tape."""
@@ -306,11 +308,14 @@ class MultiTaskModel(keras.Model):
             losses, training=False, priors=self._priors, labelled=labelled
         )
         total = task_losses.logged_loss(strategy, losses, weights)
-        return task_metrics.update(self, losses, prepared, total, labelled)
+        logs = task_metrics.update(self, losses, prepared, total, labelled)
+        return metric_sync.global_logs(self, logs)
 
     # ------------------------------------- input contracts (mtl_keras.contracts)
     def fit(self, *args: Any, **kwargs: Any) -> Any:
         call = contracts.prepare_fit(self, args, kwargs)
+        # A restore by an earlier fit's BackupAndRestore must not skip epochs here.
+        self._initial_epoch = None
         # The strategy's epoch hook runs first, so that the user's callbacks
         # (BackupAndRestore, checkpoints) save the closed epoch.
         call["callbacks"] = [_WeightingEpochEnd(), *(call.get("callbacks") or [])]
