@@ -40,6 +40,8 @@ def test_missing_package_error_names_the_install_command(monkeypatch):
         census.data_dir()
 
 
+# Slow: ~4.5 min wall on the loaded 2-core machine (the demo in a subprocess).
+@pytest.mark.slow
 @needs_data
 def test_quick_demo_trains_reports_and_exports(tmp_path):
     from mtl_keras.cli import run_demo

@@ -34,7 +34,11 @@ def _total_loss(model: keras.Model, x: np.ndarray, y: dict) -> float:
     return logs["click_loss"] + logs["dwell_loss"]
 
 
-@pytest.mark.parametrize("jit", [True, False], ids=["xla", "graph"])
+# The XLA variants compile one step per aggregator (~5-8 s CPU each): slow tier
+# (CI); the fast tier keeps XLA through test_representation and test_gradnorm.
+@pytest.mark.parametrize(
+    "jit", [pytest.param(True, id="xla", marks=pytest.mark.slow), pytest.param(False, id="graph")]
+)
 @pytest.mark.parametrize("name", NAMES)
 def test_fit_and_save(name: str, jit: bool, tmp_path) -> None:
     x, y = toy_data(128)

@@ -91,6 +91,8 @@ def test_upgrad_with_forty_tasks_conflicts_with_none() -> None:
     assert np.linalg.norm(d) > 0
 
 
+# Slow: the XLA compile of a 16-task step (~13 s CPU each).
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["upgrad", "dualproj"])
 def test_fit_with_sixteen_tasks_under_xla(name: str) -> None:
     # More tasks than the old 2**m enumeration could take (12), in a train step.
