@@ -333,6 +333,24 @@ class GradientAggregator(Weighting):
         weights = tf.ones_like(task_losses)
         return tf.reduce_sum(task_losses), weights
 
+    def direction_and_weights_or_nan(self, jacobian: Any) -> tuple[Any, Any]:
+        """`direction_and_weights`, NaN when the Jacobian is not finite.
+
+        Solvers (`tf.linalg.solve`, eigendecompositions) raise an opaque
+        error on NaN input; they get zeros instead and the NaN is passed on,
+        so the model's contracts name the non-finite gradient and skip or
+        stop (see `mtl_keras.contracts`).
+        """
+        ok = tf.reduce_all(tf.math.is_finite(jacobian))
+        direction, weights = self.direction_and_weights(
+            tf.where(ok, jacobian, tf.zeros_like(jacobian))
+        )
+        nan = tf.constant(float("nan"))
+        return (
+            tf.where(ok, direction, tf.cast(nan, direction.dtype)),
+            tf.where(ok, weights, tf.cast(nan, weights.dtype)),
+        )
+
     def effective_weights(self, jacobian: Any, direction: Any) -> Any:
         """Per-task weights w such that direction ~ w @ jacobian (least squares),
         logged as `<task>_weight` for aggregators that are no combination."""
@@ -359,7 +377,7 @@ class GradientAggregator(Weighting):
         weights = tf.ones_like(ctx.task_losses)
         shared_vars = [ctx.variables[i] for i in ctx.shared]
         if shared_vars:
-            direction, weights = self.direction_and_weights(source.matrix(ctx, shared_vars))
+            direction, weights = self.direction_and_weights_or_nan(source.matrix(ctx, shared_vars))
             for i, g in zip(ctx.shared, source.pull_back(ctx, direction, shared_vars)):
                 grads[i] = g
         shared = set(ctx.shared)
