@@ -16,6 +16,7 @@ import numpy as np
 
 from mtl_keras.builders.common import encode_inputs, validate_count, validate_units
 from mtl_keras.builders.fusion_requests import complete_request  # re-exported
+from mtl_keras.inputs import strings_to_tensors
 from mtl_keras.layers.expert_mixture import ExpertMixture
 from mtl_keras.layers.fusion_weights import FusionWeights
 from mtl_keras.layers.mlp import MLP
@@ -23,7 +24,7 @@ from mtl_keras.layers.modality_concat import ModalityConcat
 from mtl_keras.layers.modality_stack import ModalityMask, ModalityStack, mask_input_name
 from mtl_keras.layers.modality_towers import ModalityTowers
 from mtl_keras.layers.sequence_pooling import SequencePooling
-from mtl_keras.model import MultiTaskModel, _strings_to_tensors
+from mtl_keras.model import MultiTaskModel
 from mtl_keras.tasks import Task, validate_tasks
 
 __all__ = [
@@ -361,7 +362,7 @@ def fusion_weights(
     """
     names = modality_names(model)
     weights = fusion_weight_model(model).predict(
-        _strings_to_tensors(x), batch_size=batch_size, verbose=0
+        strings_to_tensors(x), batch_size=batch_size, verbose=0
     )
     return {
         task: dict(zip(names, np.asarray(w).mean(axis=0).astype(float).tolist()))
