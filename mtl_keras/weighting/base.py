@@ -248,6 +248,14 @@ class Weighting(keras.layers.Layer):
         """Called by `MultiTaskModel.fit` at the end of every training epoch
         (before the user's callbacks); override for per-epoch state (DWA)."""
 
+    def log_trackers(self) -> list[Any]:
+        """Extra Keras metrics the strategy logs (listed in `model.metrics`,
+        reset with them); override with `update_logs` (Uncertainty)."""
+        return []
+
+    def update_logs(self, task_losses: Any, labelled: Any = None, priors: Any = None) -> None:
+        """Updates `log_trackers` with one applied step (train or test)."""
+
     def call(self, task_losses: Any) -> Any:
         return self.combine(task_losses, training=False)[0]
 
