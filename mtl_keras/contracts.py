@@ -22,7 +22,14 @@ only be seen in the data stream (tf.data, any execution mode, XLA):
   (`on_nonfinite="skip"`). Checked on the values themselves, so it does not
   depend on TF_ENABLE_ONEDNN_OPTS (oneDNN can turn NaN into 0 at a ReLU).
   Features that legitimately carry NaN (a layer imputes them) can be listed
-  in `compile(allow_nonfinite_features=[...])`.
+  in `compile(allow_nonfinite_features=[...])`. A batch that is not applied
+  leaves no trace: weights, optimizer slots and step count, the strategy's
+  state and BatchNorm statistics are put back (`step_state`, `apply_if`),
+  under tf.distribute too.
+- non-finite features in `evaluate`/validation and `predict`: the same
+  `NonFiniteError` naming the feature; with "skip" an evaluation batch is
+  left out of the metrics (warned); `predict` always raises (a prediction
+  cannot be skipped).
 
 Example:
 >>> import keras, numpy as np
