@@ -10,7 +10,7 @@ import tensorflow as tf
 from mtl_keras import compile_args, contracts, graph, parameters, task_losses, task_metrics
 from mtl_keras import representation as rep_lib
 from mtl_keras.compile_defaults import compile_defaults
-from mtl_keras.distribute import keras_fixes
+from mtl_keras.distribute import keras_fixes, metric_sync
 from mtl_keras.distribute import shuffle as distribute_shuffle
 from mtl_keras.layers._frozen import keep_frozen
 from mtl_keras.representation import RepresentationError
@@ -276,11 +276,13 @@ class MultiTaskModel(keras.Model):
         contracts.apply_if(ok, self.optimizer, grads, variables, state)
         total = task_losses.logged_loss(strategy, losses, weights)
         # A skipped batch is left out of the logs too.
-        return contracts.if_applied(
+        logs = contracts.if_applied(
             ok,
             lambda: task_metrics.update(self, losses, prepared, total, labelled, weights),
             self,
         )
+        # Under tf.distribute: results of the replicas' summed metric states.
+        return metric_sync.global_logs(self, logs)
 
     def _call_with_representation(self, x: Any) -> tuple[dict[str, Any], list[Any]]:
         """Forward pass that also records the representation's tensors on the tape."""
@@ -302,9 +304,10 @@ class MultiTaskModel(keras.Model):
             losses, training=False, priors=self._priors, labelled=labelled
         )
         total = task_losses.logged_loss(strategy, losses, weights)
-        return contracts.if_applied(
+        logs = contracts.if_applied(
             ok, lambda: task_metrics.update(self, losses, prepared, total, labelled), self, False
         )
+        return metric_sync.global_logs(self, logs)
 
     def predict_step(self, data: Any) -> Any:
         contracts.predict_checks(self, data)  # NaN/Inf features raise
@@ -313,6 +316,8 @@ class MultiTaskModel(keras.Model):
     # ------------------------------------- input contracts (mtl_keras.contracts)
     def fit(self, *args: Any, **kwargs: Any) -> Any:
         call = contracts.prepare_fit(self, args, kwargs)
+        # A restore by an earlier fit's BackupAndRestore must not skip epochs here.
+        self._initial_epoch = None
         # The strategy's epoch hook runs first, so that the user's callbacks
         # (BackupAndRestore, checkpoints) save the closed epoch.
         call["callbacks"] = [_WeightingEpochEnd(), *(call.get("callbacks") or [])]

@@ -55,6 +55,11 @@ class Modality:
             average-pooled, or a keras-hub text backbone's dict (its
             `sequence_output` pooled under the `padding_mask` input). None:
             the inputs are flattened and concatenated.
+        freeze: freeze the encoder (e.g. a pretrained text backbone such as
+            MiniLM): its weights are not trained and it runs in inference
+            mode (dropout off, batch-norm statistics fixed).
+            `fusion_encoders.text_backbone_modality` builds a frozen or
+            trainable keras-hub text modality.
 
     Example:
     >>> import keras
@@ -65,6 +70,7 @@ class Modality:
     name: str
     inputs: Any
     encoder: Any = None
+    freeze: bool = False
 
 
 def _named_inputs(modality: Modality) -> dict[str, Any]:
@@ -93,6 +99,11 @@ def _features(modality: Modality) -> Any:
     name = modality.name
     if modality.encoder is None:
         out = encode_inputs(modality.inputs, None)
+    elif modality.freeze:
+        modality.encoder.trainable = False
+        # training=False: a frozen encoder's dropout and batch norm stay in
+        # inference mode while the rest of the model trains.
+        out = modality.encoder(modality.inputs, training=False)
     else:
         out = modality.encoder(modality.inputs)
     if isinstance(out, dict):
@@ -133,6 +144,12 @@ def _validate_modalities(modalities: Any) -> list[Modality]:
             raise ValueError(f"`modalities` must contain Modality objects, got {m!r}.")
         if not isinstance(m.name, str) or not m.name.isidentifier():
             raise ValueError(f"Modality name must be an identifier-like string, got {m.name!r}.")
+        if not isinstance(m.freeze, bool):
+            raise ValueError(
+                f"Modality {m.name!r}: `freeze` must be True or False, got {m.freeze!r}."
+            )
+        if m.freeze and m.encoder is None:
+            raise ValueError(f"Modality {m.name!r}: `freeze=True` needs an `encoder`.")
     names = [m.name for m in modalities]
     if len(set(names)) != len(names):
         raise ValueError(f"Modality names must be distinct, got {names}.")

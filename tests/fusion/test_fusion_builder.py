@@ -162,7 +162,9 @@ def test_keras_round_trip_and_saved_model_serving_without_a_modality(tmp_path):
     assert modality_names(loaded) == list(ALL)
 
     export = export_saved_model(model, tmp_path / "export")
-    report = check_export(export, model, {k: v[:6] for k, v in x.items()})
+    report = check_export(
+        export, model, {k: v[:6] for k, v in x.items()}, signatures=["serving_default"]
+    )
     assert "image_mask" in report["signatures"]["serving_default"]["inputs"]
     with open(os.path.join(export, "assets.extra", "mtl_keras.json")) as f:
         meta = json.load(f)
