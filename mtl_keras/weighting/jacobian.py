@@ -191,7 +191,8 @@ def task_jacobian(
     instead of T separate gradient graphs); "loop" runs one backward pass per
     task on the persistent tape (T is static, so under `tf.function`/XLA it
     unrolls into T gradient graphs sharing the forward pass). If pfor cannot
-    vectorise some op, tracing falls back to the loop.
+    vectorise some op, tracing falls back to the loop; eagerly (a probe such
+    as `gradient_similarity`) the loop is used.
     """
     method = method or JACOBIAN_METHOD
     if method not in ("pfor", "loop"):
@@ -205,7 +206,9 @@ def task_jacobian(
             if method != "pfor":
                 raise
             return _chain_jacobian(tape, task_losses, variables, representation, "loop")
-    if method == "pfor":
+    if method == "pfor" and not tf.executing_eagerly():
+        # Eagerly, pfor traces a new tf.function on every call (slow, and
+        # TensorFlow's retracing warning after five calls): loop instead.
         try:
             return _pfor_jacobian(tape, task_losses, variables)
         except (ValueError, TypeError, NotImplementedError, tf.errors.OpError):
