@@ -22,7 +22,14 @@ only be seen in the data stream (tf.data, any execution mode, XLA):
   (`on_nonfinite="skip"`). Checked on the values themselves, so it does not
   depend on TF_ENABLE_ONEDNN_OPTS (oneDNN can turn NaN into 0 at a ReLU).
   Features that legitimately carry NaN (a layer imputes them) can be listed
-  in `compile(allow_nonfinite_features=[...])`.
+  in `compile(allow_nonfinite_features=[...])`. A batch that is not applied
+  leaves no trace: weights, optimizer slots and step count, the strategy's
+  state and BatchNorm statistics are put back (`step_state`, `apply_if`),
+  under tf.distribute too.
+- non-finite features in `evaluate`/validation and `predict`: the same
+  `NonFiniteError` naming the feature; with "skip" an evaluation batch is
+  left out of the metrics (warned); `predict` always raises (a prediction
+  cannot be skipped).
 
 Example:
 >>> import keras, numpy as np
@@ -46,6 +53,8 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+
+from mtl_keras import finite
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +162,7 @@ def _convert_feature(name: str, value: Any, expected: Any, where: str) -> Any:
             f"(dtype {value.dtype}); encode it or declare it as a string input."
         )
     if want == "int" and got == "float":
-        bad = ~np.isfinite(value) | (value != np.floor(np.nan_to_num(value)))
+        bad = finite.nonfinite_mask(value) | (value != np.floor(np.nan_to_num(value)))
         if bad.any():
             raise FeatureError(
                 f"{where}: feature {name!r} expects integer ids ({expected}), got {value.dtype} "
@@ -415,7 +424,7 @@ def prepare_sample_weight(
                 f"{where}: `sample_weight` of task {name!r} has shape {w.shape}; expected "
                 f"one weight per row, shape ({rows},)."
             )
-        if not np.all(np.isfinite(w)) or np.any(w < 0):
+        if finite.nonfinite_mask(w).any() or np.any(w < 0):
             raise InputContractError(
                 f"{where}: `sample_weight` of task {name!r} must be finite and >= 0."
             )
@@ -531,7 +540,9 @@ class StepGuard:
         }
         # Held by this plain object, so the model never tracks or saves them.
         self.train_counts = VectorSum(2 * t + f + g + 1, name="contract_train")
-        self.test_counts = VectorSum(t, name="contract_test")
+        # Evaluation: invalid labels per task, then non-finite features.
+        self.test_counts = VectorSum(t + f, name="contract_test")
+        self.predict_counts = VectorSum(max(f, 1), name="contract_predict")
 
     # ---- in the step (tensors only)
     def _label_counts(self, model: Any, y: Any) -> Any:
@@ -557,10 +568,12 @@ class StepGuard:
         counts = []
         for name in self.float_features:
             v = values.get(name)
-            if v is None or not isinstance(v, tf.Tensor) or not v.dtype.is_floating:
+            if isinstance(v, np.ndarray):  # *_on_batch run eagerly passes arrays through
+                v = tf.constant(v)
+            if v is None or not isinstance(v, tf.Tensor):
                 counts.append(tf.constant(0.0))
                 continue
-            counts.append(tf.reduce_sum(tf.cast(~tf.math.is_finite(v), tf.float32)))
+            counts.append(finite.count_nonfinite(v))
         return tf.stack(counts)
 
     def train_checks(
@@ -572,19 +585,8 @@ class StepGuard:
         losses = tf.cast(~tf.math.is_finite(tf.cast(task_losses, tf.float32)), tf.float32)
         shared, per_task, own = groups
 
-        def values(g: Any) -> Any:
-            return g.values if isinstance(g, tf.IndexedSlices) else g
-
         def group_flag(indices: Sequence[int]) -> Any:
-            # g * 0 is 0 for finite g and NaN for NaN/Inf: one cheap reduction.
-            sums = [
-                tf.reduce_sum(tf.cast(values(grads[i]), tf.float32) * 0.0)
-                for i in indices
-                if grads[i] is not None
-            ]
-            if not sums:
-                return tf.constant(0.0)
-            return tf.cast(~tf.math.is_finite(tf.add_n(sums)), tf.float32)
+            return finite.any_nonfinite([grads[i] for i in indices])
 
         if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer):
             # Dynamic loss scaling expects overflowing gradients now and then:
@@ -611,13 +613,34 @@ class StepGuard:
         self.train_counts.update_state(tf.concat([counts, skipped], axis=0))
         return ok
 
-    def test_checks(self, model: Any, y: Any) -> None:
-        self.test_counts.update_state(self._label_counts(model, y))
+    def test_checks(self, model: Any, y: Any, x: Any = None) -> Any:
+        """Counts invalid labels and non-finite features of an evaluation
+        batch; returns a scalar bool: the batch counts in the metrics."""
+        features = (
+            self._feature_counts(x) if x is not None else tf.zeros([len(self.float_features)])
+        )
+        counts = tf.concat([self._label_counts(model, y), features], axis=0)
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1:
+            counts = ctx.all_reduce(tf.distribute.ReduceOp.SUM, counts)
+        self.test_counts.update_state(counts)
+        return tf.equal(tf.reduce_sum(counts), 0.0)
+
+    def predict_checks(self, x: Any) -> None:
+        """Counts non-finite features of a prediction batch."""
+        if self.float_features:
+            self.predict_counts.update_state(self._feature_counts(x))
 
     # ---- on the host, after each batch
     def raise_for(self, counts: np.ndarray, stage: str, batch: int) -> int:
-        """Raises for the violations in `counts` (a delta); returns batches skipped."""
-        labels = counts[self.slices["labels"]] if stage == "train" else counts
+        """Raises for the violations in `counts` (a delta); returns batches skipped.
+
+        `stage` is "train", "evaluation" or "predict" (the counter layouts of
+        `train_counts`, `test_counts` and `predict_counts`).
+        """
+        if stage == "predict":
+            return self._raise_for_features(counts, stage, batch)
+        labels = counts[self.slices["labels"]]
         for task, n in zip(self.tasks, labels, strict=False):
             if n > 0:
                 spec = self.specs[task]
@@ -627,7 +650,7 @@ class StepGuard:
                     "or mark them as missing."
                 )
         if stage != "train":
-            return 0
+            return self._raise_for_features(counts[self.slices["features"]], stage, batch)
         features = counts[self.slices["features"]]
         losses = counts[self.slices["losses"]]
         grads = counts[self.slices["grads"]]
@@ -672,6 +695,34 @@ class StepGuard:
         warnings.warn(message + " Skipped.", RuntimeWarning, stacklevel=2)
         return skipped
 
+    def _raise_for_features(self, features: np.ndarray, stage: str, batch: int) -> int:
+        """Evaluation/prediction: non-finite features raise (predict, or
+        evaluation with "raise") or skip the batch (evaluation with "skip")."""
+        bad = [(f, int(n)) for f, n in zip(self.float_features, features, strict=False) if n > 0]
+        if not bad:
+            return 0
+        message = (
+            f"{stage} batch {batch}: non-finite values (NaN/Inf) in features "
+            + ", ".join(f"{f!r} ({n} values)" for f, n in bad)
+            + "."
+        )
+        hint = (
+            " Fix the data, or list features a layer of the model imputes in "
+            "compile(allow_nonfinite_features=...)."
+        )
+        if stage == "predict":
+            raise NonFiniteError(
+                message + " Predictions for such rows would be NaN, or silently wrong where "
+                "an op maps NaN to a number (oneDNN's ReLU)." + hint
+            )
+        if self.on_nonfinite == "raise":
+            raise NonFiniteError(
+                message + " The batch was left out of the metrics." + hint + " Or pass "
+                "compile(on_nonfinite='skip') to skip such batches."
+            )
+        warnings.warn(message + " Skipped (left out of the metrics).", RuntimeWarning, stacklevel=3)
+        return 1
+
     def guard_callback(self) -> ContractGuard:
         return ContractGuard(self)
 
@@ -691,6 +742,7 @@ class ContractGuard(keras.callbacks.Callback):
         self.guard = guard
         self._train_seen = np.zeros(guard.train_counts.size)
         self._test_seen = np.zeros(guard.test_counts.size)
+        self._predict_seen = np.zeros(guard.predict_counts.size)
         self._skipped_epoch = 0
 
     def _delta(self, metric: VectorSum, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -728,43 +780,130 @@ class ContractGuard(keras.callbacks.Callback):
         if delta.any():
             self.guard.raise_for(delta, "evaluation", batch)
 
+    def on_predict_begin(self, logs: Any = None) -> None:
+        self.guard.predict_counts.reset_state()
+        self._predict_seen = np.zeros(self.guard.predict_counts.size)
 
-def apply_if(ok: Any, optimizer: Any, grads: Sequence[Any], variables: Sequence[Any]) -> None:
-    """`optimizer.apply(grads, variables)` only when `ok` (graph/XLA: a tf.cond)."""
+    def on_predict_batch_end(self, batch: int, logs: Any = None) -> None:
+        delta, self._predict_seen = self._delta(self.guard.predict_counts, self._predict_seen)
+        if delta.any():
+            self.guard.raise_for(delta, "predict", batch)
+
+
+def step_state(model: Any) -> list[tuple[Any, Any]]:
+    """(variable, value) of the state a training step may write besides the
+    optimizer's update: the weighting strategy's variables (DWA's history,
+    FAMO's logits, GradNorm's weights, NashMTL's cache, GradVac's targets,
+    RLW's generator) and the model's non-trainable variables (BatchNorm's
+    moving statistics). Read before the step, so `apply_if` can put them
+    back when the batch is not applied.
+
+    Reading costs no copy for variables the step does not write (frozen
+    weights): TensorFlow copies a buffer only when it is written while read.
+
+    Args:
+        model: the `MultiTaskModel` (its `weighting` may be None).
+
+    Example:
+    >>> model.compile("adam", weighting="dwa")
+    >>> sorted({v.path.split("/")[-1] for v, _ in step_state(model)})[:3]
+    ['epochs_seen', 'loss_counts', 'loss_sums']
+    """
+    seen: set[int] = set()
+    state = []
+    strategy = getattr(model, "weighting", None)
+    for v in [
+        *(strategy.variables if strategy is not None else []),
+        *model.non_trainable_variables,
+    ]:
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        state.append((v, tf.identity(v.value if hasattr(v, "value") else v)))
+    return state
+
+
+def apply_if(
+    ok: Any,
+    optimizer: Any,
+    grads: Sequence[Any],
+    variables: Sequence[Any],
+    state: Sequence[tuple[Any, Any]] = (),
+) -> None:
+    """`optimizer.apply(grads, variables)` only when `ok`; else puts `state`
+    (from `step_state`) back. A skipped batch leaves no trace: weights,
+    optimizer slots and step count, strategy state and moving statistics are
+    as before it, also under `tf.distribute`.
+
+    Under tf.distribute (CPU, GPU without XLA) the optimizer's update is a
+    synchronisation point (merge_call), which TensorFlow does not allow in a
+    `tf.cond` in replica context: as Keras's `LossScaleOptimizer` does, the
+    decision is taken in cross-replica context (one merge_call; `ok` is the
+    same on every replica, see `StepGuard.train_checks`) and the update runs
+    per replica inside the chosen branch.
+
+    Args:
+        ok: scalar bool tensor, identical on every replica.
+        optimizer: the model's optimizer.
+        grads: gradients aligned with `variables`.
+        variables: the trainable variables.
+        state: (variable, value before the step) pairs restored when skipped.
+    """
     if not optimizer.built:
         optimizer.build(variables)
-
-    if tf.distribute.has_strategy() and tf.distribute.in_cross_replica_context() is False:
-        # Under tf.distribute the optimizer's update is a synchronisation point
-        # (merge_call), which TensorFlow does not allow inside a tf.cond: apply
-        # zero gradients instead. The batch's data does not reach the weights;
-        # a stateful optimizer still counts the step ("raise" stops right
-        # after it, "skip" is approximate here).
-        optimizer.apply([_zero_unless(ok, g) for g in grads], variables)
-        return
 
     def apply() -> Any:
         optimizer.apply(grads, variables)
         return tf.constant(True)
 
-    tf.cond(ok, apply, lambda: tf.constant(False))
+    def restore(values: Sequence[Any]) -> Any:
+        for (var, _), value in zip(state, values, strict=True):
+            var.assign(value)
+        return tf.constant(False)
+
+    replica = tf.distribute.get_replica_context()
+    distributed = tf.distribute.has_strategy() and replica is not None
+    if distributed and not tf.__internal__.distribute.strategy_supports_no_merge_call():
+
+        def cross_replica(distribution: Any, ok: Any, grads: Any, values: Any) -> None:
+            first = distribution.experimental_local_results
+
+            def apply_all() -> Any:
+                distribution.extended.call_for_each_replica(
+                    lambda g: optimizer.apply(g, variables), args=(grads,)
+                )
+                return tf.constant(True)
+
+            # Every replica's strategy state is the same (global losses):
+            # the first replica's saved values restore all of them.
+            tf.cond(first(ok)[0], apply_all, lambda: restore([first(v)[0] for v in values]))
+
+        replica.merge_call(cross_replica, args=(ok, list(grads), [v for _, v in state]))
+        return
+    tf.cond(ok, apply, lambda: restore([v for _, v in state]))
 
 
-def _zero_unless(ok: Any, grad: Any) -> Any:
-    if grad is None:
-        return None
-    if isinstance(grad, tf.IndexedSlices):
-        values = tf.where(ok, grad.values, tf.zeros_like(grad.values))
-        return tf.IndexedSlices(values, grad.indices, grad.dense_shape)
-    return tf.where(ok, grad, tf.zeros_like(grad))
+def if_applied(ok: Any, update_metrics: Any, model: Any, training: bool = True) -> dict[str, Any]:
+    """Runs `update_metrics` only for applied batches; returns the metric results.
 
-
-def if_applied(ok: Any, update_metrics: Any, model: Any) -> dict[str, Any]:
-    """Runs `update_metrics` only for applied batches; returns the metric results."""
+    Args:
+        ok: scalar bool, the batch counts.
+        update_metrics: updates the metrics, returns the logs.
+        model: the `MultiTaskModel`.
+        training: False in `test_step` (whose logs have no task weights).
+    """
     guard = getattr(model, "_contracts", None)
     if guard is None or guard.on_nonfinite != "skip":
         return update_metrics()
-    return tf.cond(ok, update_metrics, model.get_metrics_result)
+
+    def unchanged() -> dict[str, Any]:
+        logs = model.get_metrics_result()
+        if not training:
+            weights = {m.name for m in getattr(model, "_task_weight_trackers", [])}
+            logs = {k: v for k, v in logs.items() if k not in weights}
+        return logs
+
+    return tf.cond(ok, update_metrics, unchanged)
 
 
 # ------------------------------------------------------- fit/evaluate/predict
@@ -845,9 +984,53 @@ def prepare_evaluate(model: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
     return call
 
 
+_PREDICT_PARAMS = list(inspect.signature(keras.Model.predict).parameters)[1:]
+
+
 def prepare_predict(model: Any, x: Any) -> Any:
     """Features for `keras.Model.predict`, matched by name."""
     return prepare_features(model, x, "predict")[0]
+
+
+def predict_guard(model: Any) -> StepGuard:
+    """The model's `StepGuard`; an uncompiled model gets a default one (its
+    non-finite features raise in `predict` too)."""
+    guard = getattr(model, "_contracts", None)
+    if guard is None:
+        guard = StepGuard(model)
+        model._contracts = guard
+    return guard
+
+
+def prepare_predict_call(model: Any, x: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """Checked keyword arguments for `keras.Model.predict`: features matched by
+    name, and the guard that raises `NonFiniteError` for NaN/Inf features
+    (unless listed in `compile(allow_nonfinite_features=...)`)."""
+    call = _bind(_PREDICT_PARAMS, (x, *args), kwargs)
+    call["x"] = prepare_predict(model, call.get("x"))
+    predict_guard(model)
+    call["callbacks"] = _with_guard(model, call.get("callbacks"))
+    return call
+
+
+def predict_checks(model: Any, data: Any) -> None:
+    """In `predict_step`: counts the batch's non-finite features."""
+    guard = getattr(model, "_contracts", None)
+    if guard is not None:
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        guard.predict_checks(x)
+
+
+def run_predict_on_batch(model: Any, method: Any, x: Any) -> Any:
+    """`predict_on_batch` with the same checks as `predict`."""
+    x = prepare_predict(model, x)
+    guard = predict_guard(model)
+    guard.predict_counts.reset_state()
+    out = method(x)
+    delta = np.array(guard.predict_counts.total.numpy(), dtype="float64")
+    if delta.any():
+        guard.raise_for(delta, "predict", 0)
+    return out
 
 
 def run_on_batch(

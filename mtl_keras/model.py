@@ -245,6 +245,7 @@ class MultiTaskModel(keras.Model):
     def train_step(self, data: Any) -> dict[str, Any]:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         strategy = cast(Weighting, self.weighting)  # set by compile
+        state = contracts.step_state(self)  # put back if the batch is not applied
         with tf.GradientTape(persistent=strategy.needs_persistent_tape) as tape:
             representation = None
             if strategy.needs_representation:
@@ -277,7 +278,7 @@ class MultiTaskModel(keras.Model):
         # Invalid labels / non-finite values: the update is not applied (and
         # the ContractGuard callback raises or counts the skip).
         ok = self._contracts.train_checks(self, x, y, losses, grads, (shared, per_task, own))
-        contracts.apply_if(ok, self.optimizer, grads, variables)
+        contracts.apply_if(ok, self.optimizer, grads, variables, state)
         total = task_losses.logged_loss(strategy, losses, weights)
         # A skipped batch is left out of the logs too.
         logs = contracts.if_applied(
@@ -301,15 +302,21 @@ class MultiTaskModel(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y_pred = self(x, training=False)
         losses, prepared = self._task_losses(y, y_pred, sample_weight)
-        self._contracts.test_checks(self, y)
+        ok = self._contracts.test_checks(self, y, x)  # labels; NaN/Inf features
         labelled = task_losses.labelled_counts(prepared)
         strategy = cast(Weighting, self.weighting)  # set by compile
         _, weights = strategy.combine(
             losses, training=False, priors=self._priors, labelled=labelled
         )
         total = task_losses.logged_loss(strategy, losses, weights)
-        logs = task_metrics.update(self, losses, prepared, total, labelled)
+        logs = contracts.if_applied(
+            ok, lambda: task_metrics.update(self, losses, prepared, total, labelled), self, False
+        )
         return metric_sync.global_logs(self, logs)
+
+    def predict_step(self, data: Any) -> Any:
+        contracts.predict_checks(self, data)  # NaN/Inf features raise
+        return super().predict_step(data)
 
     # ------------------------------------- input contracts (mtl_keras.contracts)
     def fit(self, *args: Any, **kwargs: Any) -> Any:
@@ -329,7 +336,7 @@ class MultiTaskModel(keras.Model):
         return super().evaluate(**contracts.prepare_evaluate(self, args, kwargs))
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
-        return super().predict(contracts.prepare_predict(self, x), *args, **kwargs)
+        return super().predict(**contracts.prepare_predict_call(self, x, args, kwargs))
 
     def train_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, **kw: Any) -> Any:
         method = super().train_on_batch
@@ -340,7 +347,7 @@ class MultiTaskModel(keras.Model):
         return contracts.run_on_batch(self, method, "test", x, y, sample_weight, kw)
 
     def predict_on_batch(self, x: Any) -> Any:
-        return super().predict_on_batch(contracts.prepare_predict(self, x))
+        return contracts.run_predict_on_batch(self, super().predict_on_batch, x)
 
     # ------------------------- MultiWorkerMirroredStrategy (keras-team/keras#20585)
     def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:

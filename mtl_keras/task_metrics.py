@@ -50,7 +50,8 @@ def listed(model: keras.Model) -> list[Any]:
     metrics: list[Any] = []
     for t, tracker in enumerate(getattr(model, "_task_loss_trackers", None) or []):
         metrics += [tracker, model._task_weight_trackers[t], *model._task_metrics[t]]
-    return metrics
+    strategy = getattr(model, "weighting", None)
+    return metrics + (strategy.log_trackers() if strategy is not None else [])
 
 
 def update(
@@ -84,6 +85,7 @@ def update(
             continue
         for metric in model._task_metrics[t]:
             metric.update_state(y_safe, pred, sample_weight=mask)
+    model.weighting.update_logs(task_losses, labelled, model._priors)  # e.g. Uncertainty's
     logs = model.get_metrics_result()
     if weights is None:
         weight_keys = {m.name for m in model._task_weight_trackers}

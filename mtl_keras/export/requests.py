@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mtl_keras.export.signature import SignatureSpec, signature_spec
+from mtl_keras.finite import first_bad, nonfinite_mask
 
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
@@ -38,10 +39,9 @@ def _kind(dtype: tf.DType) -> str:
 
 
 def _first_bad(name: str, arr: np.ndarray, bad: np.ndarray, what: str) -> RequestError:
-    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    count, index, value = first_bad(arr, bad)
     return RequestError(
-        f"Feature {name!r}: {int(bad.sum())} value(s) {what}, first {arr[index]!r} at "
-        f"index {index}."
+        f"Feature {name!r}: {count} value(s) {what}, first {value!r} at index {index}."
     )
 
 
@@ -68,7 +68,7 @@ def check_numbers(name: str, arr: np.ndarray, dtype: Any = None) -> np.ndarray:
     """
     target = np.dtype(dtype) if dtype is not None else arr.dtype
     if arr.dtype.kind in "fc":
-        bad = ~np.isfinite(arr)
+        bad = nonfinite_mask(arr)
         if bad.any():
             raise _first_bad(name, arr, bad, "NaN or infinite (not valid JSON nor a feature)")
     if target.kind in "iu" and arr.dtype.kind in "iuf" and arr.size:
@@ -84,7 +84,7 @@ def check_numbers(name: str, arr: np.ndarray, dtype: Any = None) -> np.ndarray:
     if target.kind == "f" and arr.size:
         with np.errstate(over="ignore"):
             cast = arr.astype(target)
-        bad = ~np.isfinite(cast)
+        bad = nonfinite_mask(cast)
         if bad.any():
             limit = float(np.finfo(target).max)
             raise _first_bad(name, arr, bad, f"overflow {target.name} (|x| > {limit:.4g})")

@@ -248,6 +248,14 @@ class Weighting(keras.layers.Layer):
         """Called by `MultiTaskModel.fit` at the end of every training epoch
         (before the user's callbacks); override for per-epoch state (DWA)."""
 
+    def log_trackers(self) -> list[Any]:
+        """Extra Keras metrics the strategy logs (listed in `model.metrics`,
+        reset with them); override with `update_logs` (Uncertainty)."""
+        return []
+
+    def update_logs(self, task_losses: Any, labelled: Any = None, priors: Any = None) -> None:
+        """Updates `log_trackers` with one applied step (train or test)."""
+
     def call(self, task_losses: Any) -> Any:
         return self.combine(task_losses, training=False)[0]
 
@@ -333,6 +341,24 @@ class GradientAggregator(Weighting):
         weights = tf.ones_like(task_losses)
         return tf.reduce_sum(task_losses), weights
 
+    def direction_and_weights_or_nan(self, jacobian: Any) -> tuple[Any, Any]:
+        """`direction_and_weights`, NaN when the Jacobian is not finite.
+
+        Solvers (`tf.linalg.solve`, eigendecompositions) raise an opaque
+        error on NaN input; they get zeros instead and the NaN is passed on,
+        so the model's contracts name the non-finite gradient and skip or
+        stop (see `mtl_keras.contracts`).
+        """
+        ok = tf.reduce_all(tf.math.is_finite(jacobian))
+        direction, weights = self.direction_and_weights(
+            tf.where(ok, jacobian, tf.zeros_like(jacobian))
+        )
+        nan = tf.constant(float("nan"))
+        return (
+            tf.where(ok, direction, tf.cast(nan, direction.dtype)),
+            tf.where(ok, weights, tf.cast(nan, weights.dtype)),
+        )
+
     def effective_weights(self, jacobian: Any, direction: Any) -> Any:
         """Per-task weights w such that direction ~ w @ jacobian (least squares),
         logged as `<task>_weight` for aggregators that are no combination."""
@@ -359,7 +385,7 @@ class GradientAggregator(Weighting):
         weights = tf.ones_like(ctx.task_losses)
         shared_vars = [ctx.variables[i] for i in ctx.shared]
         if shared_vars:
-            direction, weights = self.direction_and_weights(source.matrix(ctx, shared_vars))
+            direction, weights = self.direction_and_weights_or_nan(source.matrix(ctx, shared_vars))
             for i, g in zip(ctx.shared, source.pull_back(ctx, direction, shared_vars)):
                 grads[i] = g
         shared = set(ctx.shared)

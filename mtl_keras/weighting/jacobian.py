@@ -13,7 +13,18 @@ from mtl_keras.weighting.replicas import replica_context, replica_sum
 
 def flatten(tensors: list[Any]) -> Any:
     """Concatenates tensors into one float32 vector (None counts as zeros)."""
-    return tf.concat([tf.reshape(tf.cast(t, tf.float32), [-1]) for t in tensors], axis=0)
+    return tf.concat([tf.reshape(tf.cast(dense(t), tf.float32), [-1]) for t in tensors], axis=0)
+
+
+def dense(grad: Any) -> Any:
+    """A gradient as a dense tensor. A `tf.IndexedSlices` (an Embedding's
+    gradient) is summed into its rows explicitly: a Jacobian row needs the
+    dense table, and the implicit conversion would log TensorFlow's
+    "Converting IndexedSlices ... to a dense representation" warning."""
+    if not isinstance(grad, tf.IndexedSlices):
+        return grad
+    rows = tf.math.unsorted_segment_sum(grad.values, grad.indices, grad.dense_shape[0])
+    return tf.reshape(rows, grad.dense_shape)
 
 
 def unflatten(vector: Any, like: list[Any]) -> list[Any]:
@@ -52,8 +63,16 @@ def _loop_jacobian(tape: tf.GradientTape, task_losses: Any, variables: list[Any]
 
 def _pfor_jacobian(tape: tf.GradientTape, task_losses: Any, variables: list[Any]) -> Any:
     num_tasks = task_losses.shape[0]
-    blocks = tape.jacobian(task_losses, variables, experimental_use_pfor=True)
-    blocks = fill_none(blocks, variables, [num_tasks])
+
+    def row(i: Any) -> list[Any]:
+        # `tape.jacobian` without its implicit (warning) densification of
+        # sparse gradients: each task's gradient, made dense by `dense`.
+        with tape:
+            loss = tf.gather(task_losses, i)
+        grads = fill_none(tape.gradient(loss, variables), variables)
+        return [tf.cast(dense(g), tf.float32) for g in grads]
+
+    blocks = tf.vectorized_map(row, tf.range(num_tasks))
     return tf.concat([tf.reshape(tf.cast(b, tf.float32), [num_tasks, -1]) for b in blocks], axis=1)
 
 
@@ -172,7 +191,8 @@ def task_jacobian(
     instead of T separate gradient graphs); "loop" runs one backward pass per
     task on the persistent tape (T is static, so under `tf.function`/XLA it
     unrolls into T gradient graphs sharing the forward pass). If pfor cannot
-    vectorise some op, tracing falls back to the loop.
+    vectorise some op, tracing falls back to the loop; eagerly (a probe such
+    as `gradient_similarity`) the loop is used.
     """
     method = method or JACOBIAN_METHOD
     if method not in ("pfor", "loop"):
@@ -186,7 +206,9 @@ def task_jacobian(
             if method != "pfor":
                 raise
             return _chain_jacobian(tape, task_losses, variables, representation, "loop")
-    if method == "pfor":
+    if method == "pfor" and not tf.executing_eagerly():
+        # Eagerly, pfor traces a new tf.function on every call (slow, and
+        # TensorFlow's retracing warning after five calls): loop instead.
         try:
             return _pfor_jacobian(tape, task_losses, variables)
         except (ValueError, TypeError, NotImplementedError, tf.errors.OpError):

@@ -7,6 +7,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from mtl_keras import graph
+from mtl_keras.scalar_mean import ScalarMean
 from mtl_keras.tasks import Regression, Task
 from mtl_keras.weighting.base import LossWeighting
 
@@ -62,6 +64,13 @@ class Uncertainty(LossWeighting):
     its factor, so the logged `loss` keeps tracking the tasks. A task whose
     `s_t` sits at a bound is reported in `at_bounds()`.
 
+    Logs: `loss` is the weighted sum of the task losses `sum_t w_t L_t`
+    (what `TerminateOnNaN` and early stopping watch; it can fall by raising
+    `s_t`, i.e. by down-weighting a task), and `uncertainty_objective`
+    (`val_uncertainty_objective` in validation) is the full objective above,
+    `sum_t w_t L_t + 0.5 s_t`, the quantity the optimizer minimises, which
+    down-weighting cannot lower for free.
+
     Args:
         init_log_var: initial value of every `s_t`.
         log_var_bounds: `(min, max)` of every `s_t` (default `(-10, 10)`);
@@ -99,6 +108,15 @@ class Uncertainty(LossWeighting):
             constraint=None if self.log_var_bounds is None else LogVarBounds(*self.log_var_bounds),
         )
         self._factor = [0.5 if isinstance(t, Regression) else 1.0 for t in tasks]
+        with graph.untracked():  # a log, not state: not saved with the model
+            self._objective = ScalarMean(name="uncertainty_objective")
+
+    def log_trackers(self) -> list[Any]:
+        return [self._objective] if hasattr(self, "_objective") else []
+
+    def update_logs(self, task_losses: Any, labelled: Any = None, priors: Any = None) -> None:
+        total, _ = self.combine(task_losses, training=False, priors=priors, labelled=labelled)
+        self._objective.update_state(total)
 
     def combine(
         self, task_losses: Any, training: bool = False, priors: Any = None, labelled: Any = None

@@ -2,10 +2,11 @@
 
 Usage: `python resume_worker.py MODE WORKDIR STRATEGY...` with MODE one of
 - `reference`: every strategy trains `EPOCHS` epochs without interruption;
-- `interrupt`: each strategy stops in the middle of epoch 1 (after the
-  epoch-0 backup): all but the last by an exception (the fit is abandoned,
-  its backup kept), the last prints `KILL-ME` and waits for the parent's
-  SIGKILL;
+- `interrupt`: each strategy's fit runs in its own thread, one after the
+  other, until the middle of epoch 1 (after the epoch-0 backup), where it
+  blocks; once every fit is blocked mid-epoch the worker prints `KILL-ME`
+  and the parent SIGKILLs the process: every strategy is killed for real
+  in the middle of an epoch (one process, so TensorFlow starts once);
 - `resume`: every strategy restarts from its `BackupAndRestore` backup.
 Each finished strategy writes `WORKDIR/<mode>-<strategy>.npz` (model weights,
 the strategy's variables, the objective's last value and baseline).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -30,25 +32,20 @@ EPOCHS, BATCH, ROWS = 3, 16, 64  # 4 batches per epoch
 STOP_AT = 6  # global batch index: the middle of epoch 1
 
 
-class _Interrupted(Exception):
-    pass
-
-
 class StopMidEpoch(keras.callbacks.Callback):
-    """At global batch `STOP_AT`: raise, or signal the parent and wait for SIGKILL."""
+    """At global batch `STOP_AT`: tell the main thread, then block until SIGKILL."""
 
-    def __init__(self, kill: bool) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.kill, self.seen = kill, 0
+        self.seen = 0
+        self.reached = threading.Event()
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.seen += 1
         if self.seen < STOP_AT:
             return
-        if not self.kill:
-            raise _Interrupted
-        print("KILL-ME", flush=True)
-        while True:  # the parent sends SIGKILL on reading the line above
+        self.reached.set()
+        while True:  # the parent SIGKILLs the whole process
             time.sleep(0.05)
 
 
@@ -77,7 +74,7 @@ def build(strategy: str) -> mk.MultiTaskModel:
     return model
 
 
-def run(mode: str, workdir: str, strategy: str, last: bool) -> None:
+def run(mode: str, workdir: str, strategy: str) -> None:
     model = build(strategy)
     x, y = data()
     backup = os.path.join(workdir, f"backup-{strategy}")
@@ -88,13 +85,24 @@ def run(mode: str, workdir: str, strategy: str, last: bool) -> None:
         objective.state_path = os.path.join(workdir, f"objective-interrupt-{strategy}.json")
     callbacks: list = [objective, keras.callbacks.BackupAndRestore(backup)]
     if mode == "interrupt":
-        callbacks.append(StopMidEpoch(kill=last))
-    try:
-        hist = model.fit(
-            x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=callbacks
+        stop = StopMidEpoch()
+        callbacks.append(stop)
+        fit = threading.Thread(
+            target=model.fit,
+            args=(x, y),
+            kwargs=dict(
+                batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=callbacks
+            ),
+            daemon=True,
         )
-    except _Interrupted:
+        fit.start()
+        while not stop.reached.wait(0.1):  # a fit that died cannot reach it
+            if not fit.is_alive():
+                raise RuntimeError(f"{strategy}: the fit ended before batch {STOP_AT}")
         return
+    hist = model.fit(
+        x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=callbacks
+    )
     state = {f"w{i}": w for i, w in enumerate(model.get_weights())}
     state.update({f"s:{v.path}": np.asarray(v) for v in model.weighting.variables})
     state["objective"] = np.array(hist.history["mtl_objective"][-1])
@@ -106,8 +114,12 @@ def run(mode: str, workdir: str, strategy: str, last: bool) -> None:
 def main() -> None:
     tf.config.experimental.enable_op_determinism()
     mode, workdir, *strategies = sys.argv[1:]
-    for i, strategy in enumerate(strategies):
-        run(mode, workdir, strategy, last=i == len(strategies) - 1)
+    for strategy in strategies:
+        run(mode, workdir, strategy)
+    if mode == "interrupt":  # every fit is blocked in the middle of epoch 1
+        print("KILL-ME", flush=True)
+        while True:
+            time.sleep(0.05)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 uninterrupted run (issue #13, item 14).
 
 Three subprocesses (`resume_worker.py`): a reference run of every stateful
-strategy; an interrupted run in which each strategy stops in the middle of
-epoch 1 (after the epoch-0 backup) and the process is SIGKILLed by the
-parent during the last one (signalled by the worker, no sleeps); and a
-resumed run from the backups. With epoch-level backups the resumed run
-must end with the reference's model weights, strategy state and
+strategy; an interrupted run in which every strategy's fit (each in its own
+thread, one after the other) blocks in the middle of epoch 1, after the
+epoch-0 backup, and the process is then SIGKILLed by the parent (signalled
+by the worker, no sleeps): all seven strategies and their
+`MultiTaskObjective` callbacks die by a real SIGKILL mid-epoch; and a
+resumed run from the backups. With epoch-level backups the resumed run must
+end with the reference's model weights, strategy state and
 `MultiTaskObjective` value (its baseline survives through `state_path`).
 """
 
