@@ -3,8 +3,7 @@
 Same MLP for all: input 64, shared trunk 3 x 256 (ReLU), T linear regression
 heads (T = 3 and 8), batch 256, SGD, compiled as users compile it: no
 `jit_compile` / `steps_per_execution` argument, so `MultiTaskModel.compile`'s
-defaults apply (`mtl_keras.compile_defaults`: 32 steps per call; XLA off on
-CPU for loss weightings, Keras's "auto" for aggregators); `--jit-compile`
+defaults apply (`mtl_keras.compile_defaults`); `--jit-compile`
 and `--steps-per-execution` override them for every row. Strategies are
 timed in alternation over rounds, in a new random order every round, each
 block of steps next to a block of `Static` steps; the median over
@@ -21,6 +20,14 @@ torchjd's.
 
     python benchmarks/weighting_speed.py [--quick] [--threads 2] [--only LABEL ...]
         [--torch-python PATH]
+
+`--goals` instead measures issue #15's goals table in one run (plain step vs
+PyTorch, every full-Jacobian aggregator vs torchjd, every `rep_grad`
+aggregator vs Static, at T = 3 and 8, `--rounds` consecutive runs reported
+separately; see `benchmarks/speed_goals.py`) and writes it to
+benchmarks/results/goals.md (~10 min on 2 quiet cores):
+
+    python benchmarks/weighting_speed.py --goals --torch-python /path/to/torch/python
 """
 
 from __future__ import annotations
@@ -294,8 +301,17 @@ def main() -> None:
         "--steps-per-execution",
         type=int,
         default=None,
-        help="override the compile default (32) for every row",
+        help="override the compile default for every row",
     )
+    goals = parser.add_argument_group("goals table (--goals)")
+    goals.add_argument("--goals", action="store_true", help="measure issue #15's goals table")
+    goals.add_argument("--rounds", type=int, default=3, help="consecutive runs (default 3)")
+    goals.add_argument("--repeats", type=int, default=3, help="block pairs per cell (default 3)")
+    goals.add_argument("--steps", type=int, default=48, help="steps per block (default 48)")
+    goals.add_argument(
+        "--out", default=os.path.join(os.path.dirname(__file__), "results", "goals.md"),
+        help="markdown file for the table ('' to only print it)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.jit_compile is not None:
         COMPILE_KWARGS["jit_compile"] = {"true": True, "false": False}.get(args.jit_compile, "auto")
@@ -309,6 +325,19 @@ def main() -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+
+    if args.goals:
+        # speed_goals imports this module by name: let it see this instance
+        # (and the COMPILE_KWARGS set above), not a second copy.
+        sys.modules.setdefault("weighting_speed", sys.modules[__name__])
+        import speed_goals
+
+        table = speed_goals.run_goals(
+            args.tasks, args.rounds, args.repeats, args.steps, args.threads,
+            args.torch_python, args.only, args.out or None,
+        )  # fmt: skip
+        print(table)
+        return
 
     # One table per T, printed as soon as it is measured.
     for t in args.tasks:
