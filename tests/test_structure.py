@@ -5,6 +5,9 @@
 - Keras internals (`keras.src` imports, private attributes of Keras objects
   such as `_keras_history`) are read only in `mtl_keras/graph.py` and the
   TensorBoard subclass.
+- No module imports a `_private` name from another module (private modules
+  with public names are fine).
+- `model.py` stays the trainer's outline (a line-count guard).
 """
 
 from __future__ import annotations
@@ -191,3 +194,79 @@ def test_version_has_its_own_module():
     assert not graph["mtl_keras._version"]
     readers = sorted(m for m, p in MODULES.items() if "mtl_keras.__version__" in p.read_text())
     assert not readers, f"read the version from mtl_keras._version instead: {readers}"
+
+
+def _private_names(module: str, tree: ast.AST, modules: dict) -> list[tuple[int, str]]:
+    """(line, dotted name) of each `_private` non-module name `module` imports
+    from another `mtl_keras` module."""
+    found = []
+    for node in _imports(tree):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        source = _resolve(module, node)
+        if source.split(".")[0] != "mtl_keras":
+            continue
+        for alias in node.names:
+            dotted = f"{source}.{alias.name}"
+            private = alias.name.startswith("_") and not alias.name.startswith("__")
+            if private and dotted not in modules:
+                found.append((node.lineno, dotted))
+    return found
+
+
+def private_name_imports() -> list[str]:
+    """`file:line name` for every `_private` name (not a module) imported from
+    another `mtl_keras` module. Private modules (`weighting._ops`,
+    `layers._frozen`) are fine: the line is drawn as torchjd draws it, private
+    modules with public names."""
+    found = []
+    for name, path in MODULES.items():
+        rel = path.relative_to(PACKAGE.parent).as_posix()
+        tree = ast.parse(path.read_text(), str(path))
+        found += [f"{rel}:{line} imports {n}" for line, n in _private_names(name, tree, MODULES)]
+    return sorted(found)
+
+
+def test_the_private_name_check_sees_names_not_modules():
+    source = (
+        "from mtl_keras.model import _helper, MultiTaskModel\n"
+        "from mtl_keras.weighting import _ops\n"
+        "from keras.src import _private_keras\n"
+        "def late():\n"
+        "    from mtl_keras.tasks import _kind\n"
+    )
+    found = _private_names("mtl_keras.cli", ast.parse(source), MODULES)
+    assert found == [(1, "mtl_keras.model._helper"), (5, "mtl_keras.tasks._kind")]
+
+
+def test_no_module_imports_a_private_name_from_another():
+    found = private_name_imports()
+    assert not found, (
+        "private names imported across modules (make them public, or keep them in one module):\n"
+        + "\n".join(found)
+    )
+
+
+#: model.py is the trainer's outline (task spec -> builder -> train_step ->
+#: weighting -> callbacks -> export); the steps live in their own modules
+#: (task_losses, task_metrics, compile_args, parameters, contracts, graph).
+MODEL_MAX_LINES = 370
+
+
+def test_model_py_stays_an_outline():
+    lines = len((PACKAGE / "model.py").read_text().splitlines())
+    assert lines <= MODEL_MAX_LINES, (
+        f"mtl_keras/model.py has {lines} lines (limit {MODEL_MAX_LINES}): move the new logic "
+        "into a module of its own and call it from MultiTaskModel."
+    )
+
+
+def test_typecheck_covers_the_core_modules():
+    import tomllib
+
+    config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["mypy"]
+    files = set(config["files"])
+    for core in ("model", "task_losses", "task_metrics", "compile_args", "graph", "representation"):
+        assert f"mtl_keras/{core}.py" in files
+    missing = [f for f in files if not (PACKAGE.parent / f).exists()]
+    assert not missing, f"pyproject.toml [tool.mypy] lists missing files {missing}"

@@ -308,3 +308,21 @@ print("predicted words:", served["word"].numpy().argmax(-1), "truth:", test.labe
 
 # %% [markdown]
 # `mtl_keras.serving.rest_payload(full)` turns the completed request into a REST `:predict` body.
+#
+# Or let the server do it: the export also has one signature per set of absent modalities
+# (`without_image`, `without_text`, `without_image_text`, ...; listed under `modality_signatures` in
+# `mtl_keras.json`). Each takes only the present modalities' inputs, no masks, and computes exactly
+# `serving_default` with the absent modalities masked out. A TF Serving client names it in its
+# request (`"signature_name": "without_image"` in REST, `model_spec.signature_name` in gRPC).
+
+# %%
+from mtl_keras.export import signature_spec
+
+print("without_image takes:", list(signature_spec(export, "without_image")))
+served_no_image = tf.saved_model.load(export).signatures["without_image"](
+    **{k: tf.constant(v) for k, v in request.items()}
+)
+print(
+    "max |without_image - completed serving_default|:",
+    float(np.abs(served_no_image["word"].numpy() - served["word"].numpy()).max()),
+)

@@ -58,6 +58,9 @@ def execute(notebook: nbformat.NotebookNode, *, quick: bool, timeout: int = 1800
             timeout=timeout,
             kernel_name="python3",
             record_timing=False,  # no timestamps: outputs are the only thing that changes
+            # TensorFlow's C++ start-up log (oneDNN, CUDA, absl) is written to the
+            # process's stderr; only Python-level output belongs in the notebook.
+            extra_arguments=["--IPKernelApp.capture_fd_output=False"],
             resources={"metadata": {"path": workdir}},
         )
         client.execute()

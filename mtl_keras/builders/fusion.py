@@ -16,6 +16,7 @@ import numpy as np
 
 from mtl_keras.builders.common import encode_inputs, validate_count, validate_units
 from mtl_keras.builders.fusion_requests import complete_request  # re-exported
+from mtl_keras.inputs import strings_to_tensors
 from mtl_keras.layers.expert_mixture import ExpertMixture
 from mtl_keras.layers.fusion_weights import FusionWeights
 from mtl_keras.layers.mlp import MLP
@@ -23,7 +24,7 @@ from mtl_keras.layers.modality_concat import ModalityConcat
 from mtl_keras.layers.modality_stack import ModalityMask, ModalityStack, mask_input_name
 from mtl_keras.layers.modality_towers import ModalityTowers
 from mtl_keras.layers.sequence_pooling import SequencePooling
-from mtl_keras.model import MultiTaskModel, _strings_to_tensors
+from mtl_keras.model import MultiTaskModel
 from mtl_keras.tasks import Task, validate_tasks
 
 __all__ = [
@@ -54,6 +55,11 @@ class Modality:
             average-pooled, or a keras-hub text backbone's dict (its
             `sequence_output` pooled under the `padding_mask` input). None:
             the inputs are flattened and concatenated.
+        freeze: freeze the encoder (e.g. a pretrained text backbone such as
+            MiniLM): its weights are not trained and it runs in inference
+            mode (dropout off, batch-norm statistics fixed).
+            `fusion_encoders.text_backbone_modality` builds a frozen or
+            trainable keras-hub text modality.
 
     Example:
     >>> import keras
@@ -64,6 +70,7 @@ class Modality:
     name: str
     inputs: Any
     encoder: Any = None
+    freeze: bool = False
 
 
 def _named_inputs(modality: Modality) -> dict[str, Any]:
@@ -92,6 +99,11 @@ def _features(modality: Modality) -> Any:
     name = modality.name
     if modality.encoder is None:
         out = encode_inputs(modality.inputs, None)
+    elif modality.freeze:
+        modality.encoder.trainable = False
+        # training=False: a frozen encoder's dropout and batch norm stay in
+        # inference mode while the rest of the model trains.
+        out = modality.encoder(modality.inputs, training=False)
     else:
         out = modality.encoder(modality.inputs)
     if isinstance(out, dict):
@@ -132,6 +144,12 @@ def _validate_modalities(modalities: Any) -> list[Modality]:
             raise ValueError(f"`modalities` must contain Modality objects, got {m!r}.")
         if not isinstance(m.name, str) or not m.name.isidentifier():
             raise ValueError(f"Modality name must be an identifier-like string, got {m.name!r}.")
+        if not isinstance(m.freeze, bool):
+            raise ValueError(
+                f"Modality {m.name!r}: `freeze` must be True or False, got {m.freeze!r}."
+            )
+        if m.freeze and m.encoder is None:
+            raise ValueError(f"Modality {m.name!r}: `freeze=True` needs an `encoder`.")
     names = [m.name for m in modalities]
     if len(set(names)) != len(names):
         raise ValueError(f"Modality names must be distinct, got {names}.")
@@ -361,7 +379,7 @@ def fusion_weights(
     """
     names = modality_names(model)
     weights = fusion_weight_model(model).predict(
-        _strings_to_tensors(x), batch_size=batch_size, verbose=0
+        strings_to_tensors(x), batch_size=batch_size, verbose=0
     )
     return {
         task: dict(zip(names, np.asarray(w).mean(axis=0).astype(float).tolist()))

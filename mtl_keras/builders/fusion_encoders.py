@@ -1,10 +1,12 @@
-"""Small modality encoders for `builders.fusion` (any Keras model works too)."""
+"""Modality encoders for `builders.fusion` (any Keras model works too): a
+small CNN, a BiLSTM over token ids, and keras-hub text backbones (MiniLM)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import keras
+import numpy as np
 
 from mtl_keras.builders.common import validate_count, validate_units
 
@@ -75,3 +77,110 @@ def text_bilstm(
     x = keras.layers.Embedding(vocabulary_size, embedding_dim, name="embedding")(ids)
     x = keras.layers.Bidirectional(keras.layers.LSTM(units), name="bilstm")(x)
     return keras.Model(ids, x, name=name)
+
+
+# keras-hub text backbones (BertBackbone & co.) take these inputs.
+TEXT_BACKBONE_INPUTS = ("token_ids", "segment_ids", "padding_mask")
+
+
+def text_backbone_modality(
+    backbone: keras.Model,
+    name: str = "text",
+    sequence_length: int | None = None,
+    freeze: bool = False,
+) -> Any:
+    """A keras-hub text backbone (e.g. the offline MiniLM) as a fusion modality.
+
+    The modality's inputs are the backbone's own token inputs
+    (`token_ids`, `segment_ids` when it has them, `padding_mask`, int32,
+    `(batch, sequence_length)`), named so that a keras-hub preprocessor's
+    output (`tokenize`) plugs straight into the model; the backbone's
+    `sequence_output` is mean-pooled over the real tokens. A row without text
+    has mask `<name>_mask` 0 (its token inputs may be all zeros).
+
+    Args:
+        backbone: a keras-hub text backbone, e.g.
+            `keras_hub.models.BertBackbone.from_preset(path)`.
+        name: the modality name.
+        sequence_length: fixed token length of the inputs (the serving
+            signature's shape); None: any length.
+        freeze: keep the backbone's pretrained weights fixed.
+
+    Returns:
+        A `builders.fusion.Modality`.
+
+    Example:
+    >>> import keras_hub
+    >>> bert = keras_hub.models.BertBackbone(
+    ...     vocabulary_size=30, num_layers=1, num_heads=2, hidden_dim=8,
+    ...     intermediate_dim=16, max_sequence_length=8)
+    >>> m = text_backbone_modality(bert, sequence_length=8, freeze=True)
+    >>> sorted(m.inputs), tuple(m.inputs["token_ids"].shape), m.freeze
+    (['padding_mask', 'segment_ids', 'token_ids'], (None, 8), True)
+    """
+    from mtl_keras.builders.fusion import Modality
+
+    struct = getattr(backbone, "input", None)
+    if not isinstance(backbone, keras.Model) or not isinstance(struct, dict):
+        raise ValueError(
+            f"Modality {name!r}: expected a keras-hub text backbone (a keras.Model taking a "
+            f"dict of {list(TEXT_BACKBONE_INPUTS)}), got {type(backbone).__name__}."
+        )
+    missing = {"token_ids", "padding_mask"} - set(struct)
+    unknown = set(struct) - set(TEXT_BACKBONE_INPUTS)
+    if missing or unknown:
+        raise ValueError(
+            f"Modality {name!r}: the backbone's inputs are {sorted(struct)}; expected "
+            "token_ids and padding_mask (and optionally segment_ids)."
+        )
+    if sequence_length is not None:
+        validate_count(sequence_length, "sequence_length")
+    inputs = {
+        key: keras.Input((sequence_length,), dtype="int32", name=key)
+        for key in TEXT_BACKBONE_INPUTS
+        if key in struct
+    }
+    return Modality(name, inputs, backbone, freeze=freeze)
+
+
+def tokenize(
+    preprocessor: Any, texts: Sequence[str | None], name: str = "text"
+) -> dict[str, np.ndarray]:
+    """Token inputs and presence mask of a `text_backbone_modality`.
+
+    Args:
+        preprocessor: a keras-hub text preprocessor returning `token_ids`,
+            `padding_mask` (and `segment_ids`), e.g.
+            `keras_hub.models.BertTextClassifierPreprocessor(tokenizer,
+            sequence_length=32)`, or any callable doing the same.
+        texts: one string per row; None or "" marks a row without text.
+        name: the modality name (the mask is `<name>_mask`).
+
+    Returns:
+        dict of int32 arrays `(rows, length)` per token input, all zeros for
+        rows without text, and `<name>_mask` (float32, 0 for those rows).
+
+    Example:
+    >>> def toy(texts):  # stands in for a keras-hub preprocessor
+    ...     ids = np.array([[1, len(t), 2] for t in texts])
+    ...     return {"token_ids": ids, "padding_mask": ids > 0}
+    >>> out = tokenize(toy, ["hello", None])
+    >>> out["token_ids"].tolist(), out["text_mask"].tolist()
+    ([[1, 5, 2], [0, 0, 0]], [1.0, 0.0])
+    """
+    texts = list(texts)
+    present = np.array([t is not None and t != "" for t in texts])
+    features = preprocessor([t if t is not None else "" for t in texts])
+    out = {}
+    for key, value in features.items():
+        if key not in TEXT_BACKBONE_INPUTS:
+            continue
+        array = np.asarray(keras.ops.convert_to_numpy(value)).astype("int32")
+        array[~present] = 0
+        out[key] = array
+    if "token_ids" not in out or "padding_mask" not in out:
+        raise ValueError(
+            f"The preprocessor returned {sorted(features)}; expected token_ids and padding_mask."
+        )
+    out[f"{name}_mask"] = present.astype("float32")
+    return out

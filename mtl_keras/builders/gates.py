@@ -13,8 +13,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from mtl_keras.inputs import strings_to_tensors
 from mtl_keras.layers.gate import Gate
-from mtl_keras.model import _strings_to_tensors
 
 
 def gate_layers(model: keras.Model) -> dict[str, Gate]:
@@ -77,5 +77,5 @@ def gate_utilisation(
     """
     # gate_model is a plain keras.Model: convert raw string features the way
     # MultiTaskModel.predict does (Keras's array adapter rejects str arrays).
-    weights = gate_model(model).predict(_strings_to_tensors(x), batch_size=batch_size, verbose=0)
+    weights = gate_model(model).predict(strings_to_tensors(x), batch_size=batch_size, verbose=0)
     return {key: np.asarray(w).mean(axis=0) for key, w in weights.items()}

@@ -21,7 +21,18 @@ _PADDING_KEY = "padding_mask"
 
 
 def _functional_input(backbone: Any) -> Any:
-    """`backbone.input` (the functional input structure), None when it has none."""
+    """The backbone's functional input structure, None when it has none.
+
+    A Sequential model built with an input shape (`keras.Input` first, or
+    `build((None, ...))`) has no `.input` until it is called, but it has
+    `.inputs` (one tensor).
+    """
+    if isinstance(backbone, keras.Sequential):
+        try:
+            inputs = backbone.inputs
+        except (AttributeError, ValueError):
+            return None
+        return inputs[0] if inputs and len(inputs) == 1 else None
     try:
         return backbone.input
     except (AttributeError, ValueError):
@@ -30,11 +41,18 @@ def _functional_input(backbone: Any) -> Any:
 
 def _new_inputs(backbone: keras.Model) -> Any:
     """Fresh `keras.Input`s shaped and named like the backbone's."""
-    struct = backbone.input
+    struct = _functional_input(backbone)
 
     def make(t: Any, name: str) -> Any:
         return keras.Input(shape=t.shape[1:], dtype=t.dtype, name=name)
 
+    if isinstance(backbone, keras.Sequential):
+        # The `name` given to its keras.Input, else "<backbone>_input" (an
+        # unnamed Input's tensor is an auto-generated "keras_tensor_N").
+        name = struct.name
+        if not name or name.startswith("keras_tensor"):
+            name = f"{backbone.name}_input"
+        return make(struct, name)
     if isinstance(struct, dict):
         return {k: make(t, k) for k, t in struct.items()}
     flat = keras.tree.flatten(struct)
@@ -67,7 +85,10 @@ def on_backbone(
 
     Args:
         backbone: a built `keras.Model`, e.g. a CNN, a sequence encoder or
-            `keras_hub.models.BertBackbone.from_preset(...)`.
+            `keras_hub.models.BertBackbone.from_preset(...)`: functional, or a
+            `keras.Sequential` with an input shape (`keras.Input` as its
+            first layer, or `build((None, ...))`; the new input takes the
+            name given to its `keras.Input`, else `<backbone name>_input`).
         tasks: task specs; row-level tasks get a pooled head, per-token
             tasks (`Tagging`) a head on every token.
         pooling: for row-level tasks: "avg" (mean over real tokens /

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -222,7 +223,18 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         super().on_train_end(logs)
+        self._in_fit = False
         cluster.remove_if_temporary(self.log_dir, self._chief_log_dir)
+
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
+        super().on_test_end(logs)
+        # A lone `evaluate` on a non-chief worker: no on_train_end will
+        # remove its private directory, so do it here.
+        temporary = os.path.normpath(self.log_dir) != os.path.normpath(self._chief_log_dir)
+        if temporary and not getattr(self, "_in_fit", False):
+            self._close_writers()
+            self._writers = {}
+            cluster.remove_if_temporary(self.log_dir, self._chief_log_dir)
 
     def _task_scalars(
         self, logs: Mapping[str, Any] | None, validation: bool, tag_prefix: str = ""
@@ -248,6 +260,7 @@ class TaskTensorBoard(keras.callbacks.TensorBoard):
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         super().on_train_begin(logs)
+        self._in_fit = True  # validation's on_test_end keeps the directory
         self._steps_done = 0  # optimizer steps of this fit (callbacks may skip some)
         self._epoch_base = 0
         self._similarity_step = 0

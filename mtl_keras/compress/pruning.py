@@ -51,10 +51,12 @@ def magnitude_mask(weights: Any, sparsity: Any) -> Any:
     size = tf.size(flat)
     k = tf.cast(tf.round(tf.cast(sparsity, tf.float32) * tf.cast(size, tf.float32)), tf.int32)
     k = tf.clip_by_value(k, 0, size)
-    _, smallest = tf.math.top_k(-flat, k=k)
-    mask = tf.tensor_scatter_nd_update(
-        tf.ones_like(flat), smallest[:, None], tf.zeros([k], flat.dtype)
-    )
+    # Rank of every entry by magnitude (a stable sort: ties by position);
+    # the k lowest ranks are pruned. Static shapes only (no top_k with a
+    # data-dependent k), so it compiles under XLA.
+    order = tf.argsort(flat, stable=True)
+    ranks = tf.scatter_nd(order[:, None], tf.range(size), tf.shape(order))
+    mask = tf.cast(ranks >= k, flat.dtype)
     return tf.reshape(mask, tf.shape(weights))
 
 
@@ -181,10 +183,27 @@ class PruningOptimizer(keras.optimizers.Optimizer):
                 tv, tm = _tf_variable(variable), _tf_variable(mask)
                 distribution.extended.update(tm, mask_update, args=(tv, sparsity), group=False)
                 distribution.extended.update(tv, weight_update, args=(tm,), group=False)
+                average = self._moving_average(variable)
+                if average is not None:
+                    # use_ema: the averages are copied into the weights (every
+                    # ema_overwrite_frequency steps, and by finalize at the end
+                    # of fit), so they must hold the same zeros.
+                    ta = _tf_variable(average)
+                    distribution.extended.update(ta, weight_update, args=(tm,), group=False)
 
         tf.__internal__.distribute.interim.maybe_merge_call(
             distributed, tf.distribute.get_strategy(), pruned, sparsities
         )
+
+    def _moving_average(self, variable: Any) -> Any:
+        """The inner optimizer's EMA of `variable` (`use_ema=True`), else None."""
+        inner = self.inner_optimizer
+        if not getattr(inner, "use_ema", False):
+            return None
+        averages = getattr(inner, "_model_variables_moving_average", None)
+        if not averages:
+            return None
+        return averages[inner._get_variable_index(variable)]
 
     # Delegation to the inner optimizer.
     @property
@@ -203,7 +222,11 @@ class PruningOptimizer(keras.optimizers.Optimizer):
         return self.inner_optimizer.scale_loss(loss)
 
     def finalize_variable_values(self, var_list: list[Any]) -> None:
+        # With use_ema the inner optimizer copies its (masked) averages into
+        # the weights here; mask once more so no copy can undo the pruning.
         self.inner_optimizer.finalize_variable_values(var_list)
+        for variable, mask, _ in self._table.entries.values():
+            variable.assign(variable * keras.ops.cast(mask, variable.dtype))
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from mtl_keras.data.frames import _feature_array, _label_array
+from mtl_keras.data.frames import feature_array, label_array
 
 SCHEMA_FILE = "_schema.json"
 _AUTOSHARD = tf.data.experimental.AutoShardPolicy
@@ -121,9 +121,9 @@ def _kinds_from_frame(frame: Any, feature_columns, task_columns, mask_columns) -
     """column -> "float" | "int" | "string", as `from_pandas` would type it."""
     kinds = {}
     for c in feature_columns:
-        kinds[c] = "float" if _feature_array(frame[c]).dtype.kind == "f" else "string"
+        kinds[c] = "float" if feature_array(frame[c]).dtype.kind == "f" else "string"
     for task, c in task_columns.items():
-        kinds[c] = "int" if _label_array(frame[c], task).dtype.kind == "i" else "float"
+        kinds[c] = "int" if label_array(frame[c], task).dtype.kind == "i" else "float"
     for c in (mask_columns or {}).values():
         kinds[c] = "float"
     return kinds
@@ -273,7 +273,7 @@ def from_parquet(
         out = {}
         for c in wanted:
             if kinds[c] == "string":
-                out[c] = _feature_array(frame[c])
+                out[c] = feature_array(frame[c])
             elif kinds[c] == "int":
                 out[c] = frame[c].fillna(-1).to_numpy(dtype="int32")
             else:
@@ -344,9 +344,9 @@ def write_tfrecords(
     kinds = _kinds_from_frame(frame, feature_columns, task_columns, mask_columns)
     columns: dict[str, np.ndarray] = {}
     for c in feature_columns:
-        columns[c] = _feature_array(frame[c])
+        columns[c] = feature_array(frame[c])
     for task, c in task_columns.items():
-        columns[c] = _label_array(frame[c], task)
+        columns[c] = label_array(frame[c], task)
     for c in (mask_columns or {}).values():
         columns[c] = frame[c].to_numpy(dtype="float32", na_value=0.0)
     os.makedirs(directory, exist_ok=True)

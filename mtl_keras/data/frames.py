@@ -12,7 +12,7 @@ from mtl_keras.contracts import string_labels_error
 from mtl_keras.data.pipeline import from_arrays
 
 
-def _feature_array(column: Any) -> np.ndarray:
+def feature_array(column: Any) -> np.ndarray:
     """Numeric/bool columns -> float32; everything else -> str ("" for missing)."""
     import pandas as pd
 
@@ -21,7 +21,7 @@ def _feature_array(column: Any) -> np.ndarray:
     return column.astype(object).where(column.notna(), "").to_numpy(dtype=object).astype(str)
 
 
-def _label_array(column: Any, task: str) -> np.ndarray:
+def label_array(column: Any, task: str) -> np.ndarray:
     """Label column -> int32 when integral without gaps, else float32 with NaN.
 
     Integer columns keep their dtype (and -1 "missing" ids); nullable integer
@@ -112,7 +112,7 @@ def from_pandas(
         except (TypeError, ValueError) as err:
             raise ValueError("`stack_features=True` needs numeric feature columns only.") from err
     else:
-        features = {c: _feature_array(frame[c]) for c in feature_columns}
+        features = {c: feature_array(frame[c]) for c in feature_columns}
 
     labels: dict[str, np.ndarray] = {}
     absent = []
@@ -120,7 +120,7 @@ def from_pandas(
         if column not in frame.columns:
             absent.append(task)
             continue
-        labels[task] = _label_array(frame[column], task)
+        labels[task] = label_array(frame[column], task)
     if absent:
         message = f"Label columns of tasks {absent} are not in the frame: " + (
             "" if missing_columns == "raise" else "these tasks are unlabelled for every row."

@@ -76,6 +76,22 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         self.restored_epoch = int(self.model._initial_epoch or 0)
         check_agreement(self.model, self.restored_epoch)
 
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        super().on_epoch_begin(epoch, logs)
+        self._forget_initial_epoch()
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_end(logs)
+        self._forget_initial_epoch()
+
+    def _forget_initial_epoch(self) -> None:
+        # Keras's restore sets `model._initial_epoch`, which `fit` reads once
+        # (right after on_train_begin) and never clears: a later `fit` on the
+        # same model would start at the restored epoch and skip epochs
+        # (or all of them) silently.
+        if self.model is not None:
+            self.model._initial_epoch = None
+
     def get_config(self) -> dict[str, Any]:
         return {"backup_dir": self._chief_dir, **self._kwargs}
 

@@ -18,6 +18,8 @@ several workers (tensorflow/tensorflow#72388):
     `step_function` replaces `TensorFlowTrainer._make_function` under
     MWMS: the logs of a step are packed into one float32 vector and
     averaged across replicas by one all-reduce (`axis=None`), then unpacked.
+    Logs that `metric_sync.global_logs` already computed from the summed
+    metric states (`GlobalLogs`, equal on every replica) skip it.
 
 `MultiTaskModel` overrides `_maybe_symbolic_build` and `_make_function` to
 call these only under MWMS; everything else is Keras's own code. The private
@@ -34,6 +36,7 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 
+from mtl_keras.distribute import metric_sync
 from mtl_keras.distribute.cluster import is_multi_worker
 
 UPSTREAM_ISSUE = "keras-team/keras#20585"
@@ -195,6 +198,9 @@ def step_function(model: keras.Model, step: Callable[[Any], dict[str, Any]]) -> 
             )
         packed, found = _pack(logs)
         specs[:] = found
+        if isinstance(logs, metric_sync.GlobalLogs):
+            # Already computed from the summed metric states: equal everywhere.
+            return packed
         # One collective for all logs (Keras issues one per value).
         ctx = tf.distribute.get_replica_context()
         return ctx.all_reduce(tf.distribute.ReduceOp.MEAN, packed)

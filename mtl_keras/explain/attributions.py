@@ -76,7 +76,8 @@ def _input_names(model: keras.Model) -> list[str]:
     return [t.name for t in model.inputs]
 
 
-def _as_dict(model: keras.Model, x: Any) -> dict[str, np.ndarray]:
+def feature_dict(model: keras.Model, x: Any) -> dict[str, np.ndarray]:
+    """`x` (a dict, a list in input order, or one array) as input name -> array."""
     names = _input_names(model)
     if isinstance(x, dict):
         missing = [n for n in names if n not in x]
@@ -92,7 +93,8 @@ def _as_dict(model: keras.Model, x: Any) -> dict[str, np.ndarray]:
     return {names[0]: np.asarray(x)}
 
 
-def _pack(model: keras.Model, values: dict[str, Any]) -> Any:
+def pack_inputs(model: keras.Model, values: dict[str, Any]) -> Any:
+    """Input name -> value, packed in the structure of `model.input`."""
     struct = model.input
     if isinstance(struct, dict):
         return {k: values[t.name] for k, t in struct.items()}
@@ -157,7 +159,7 @@ def _mean_embeddings(
         rows = {k: v[start : start + batch_size] for k, v in data.items()}
         tensors = {k: _tensor(v) for k, v in rows.items()}
         with _patched_embeddings(layers, make):
-            model(_pack(model, tensors), training=False)
+            model(pack_inputs(model, tensors), training=False)
     return {key: sums[key] / counts[key] for key in sums}
 
 
@@ -259,7 +261,7 @@ def integrated_gradients(
         raise ValueError(
             f"categorical_baseline must be 'mean', 'oov' or 'zeros', got {categorical_baseline!r}."
         )
-    data = _as_dict(model, x)
+    data = feature_dict(model, x)
     outputs_names = list(getattr(model, "task_names", None) or model.output_names)
     tasks = list(tasks or outputs_names)
     unknown = sorted(set(tasks) - set(outputs_names))
@@ -277,7 +279,7 @@ def integrated_gradients(
     embeddings = _embeddings(model)
     means = None
     if categorical_baseline == "mean":
-        ref = data if reference is None else _as_dict(model, reference)
+        ref = data if reference is None else feature_dict(model, reference)
         means = _mean_embeddings(model, ref, embeddings, batch_size * steps)
     n = len(next(iter(data.values())))
     results: dict[str, dict[str, list[np.ndarray]]] = {t: {} for t in tasks}
@@ -347,7 +349,7 @@ def _explain_rows(
         return call
 
     with _patched_embeddings(emb_layers, record):
-        out_x = model(_pack(model, tensors), training=False)
+        out_x = model(pack_inputs(model, tensors), training=False)
     index = {}
     for t in tasks:
         o = out_x[t]
@@ -381,7 +383,7 @@ def _explain_rows(
     for k in numeric:
         base_tensors[k] = tf.constant(rows_base[k], tf.float32)
     with _patched_embeddings(emb_layers, replay(lambda lid, i: seen[lid][i][1])):
-        out_b = model(_pack(model, base_tensors), training=False)
+        out_b = model(pack_inputs(model, base_tensors), training=False)
     for t in tasks:
         f_b[t] = _task_scalar(t, out_b[t], index[t]).numpy()
 
@@ -416,7 +418,7 @@ def _explain_rows(
                 emb_path[(lid, i)] = along(base_out, out)
                 tape.watch(emb_path[(lid, i)])
         with _patched_embeddings(emb_layers, replay(lambda lid, i: emb_path[(lid, i)])):
-            out_path = model(_pack(model, path), training=False)
+            out_path = model(pack_inputs(model, path), training=False)
         scalars = {
             t: tf.reduce_sum(
                 _task_scalar(

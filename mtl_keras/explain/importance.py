@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from mtl_keras.explain.attributions import Attributions, _as_dict, _pack
-from mtl_keras.model import _strings_to_tensors
+from mtl_keras.explain.attributions import Attributions, feature_dict, pack_inputs
+from mtl_keras.inputs import strings_to_tensors
 
 
 def importance_table(attributions: Attributions, normalize: bool = True) -> pd.DataFrame:
@@ -94,12 +94,12 @@ def permutation_importance(
     unknown = sorted(set(tasks) - set(specs))
     if unknown:
         raise ValueError(f"Unknown tasks {unknown}; the model's tasks are {sorted(specs)}.")
-    data = _as_dict(model, x)
+    data = feature_dict(model, x)
     rng = np.random.default_rng(seed)
 
     def losses(values: dict[str, np.ndarray]) -> dict[str, float]:
         pred = model.predict(
-            _strings_to_tensors(_pack(model, values)), batch_size=batch_size, verbose=0
+            strings_to_tensors(pack_inputs(model, values)), batch_size=batch_size, verbose=0
         )
         return {t: _task_loss(specs[t], np.asarray(y[t]), pred[t]) for t in tasks}
 

@@ -7,10 +7,23 @@ from typing import Any
 import pandas as pd
 
 
+def require_matplotlib() -> Any:
+    """`matplotlib.pyplot`, or an ImportError naming the extra that installs it."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise ImportError(
+            "mtl_keras.explain plots need matplotlib, which is not installed: "
+            "pip install 'mtl_keras[plots]' (or pip install matplotlib). "
+            "explain.log_importance works without it (numpy-rendered heat map)."
+        ) from e
+    return plt
+
+
 def _axes(ax: Any, figsize: tuple[float, float]) -> Any:
     if ax is not None:
         return ax
-    import matplotlib.pyplot as plt
+    plt = require_matplotlib()
 
     _, ax = plt.subplots(figsize=figsize)
     return ax

@@ -6,6 +6,7 @@ import io
 from typing import Any
 
 import keras
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -28,6 +29,58 @@ def _figure_png(table: pd.DataFrame, top: int | None) -> bytes:
     return buffer.getvalue()
 
 
+# A few viridis stops (dark blue -> green -> yellow), interpolated linearly.
+_RAMP = np.array(
+    [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], "float32"
+)
+
+
+def heatmap_pixels(table: pd.DataFrame, top: int | None = 20, cell: int = 16) -> np.ndarray:
+    """The importance heat map rendered with numpy alone: uint8 RGB `(H, W, 3)`.
+
+    Rows are features (sorted by their largest importance, the `top` ones),
+    columns tasks, each cell a `cell` x `cell` block coloured on a viridis
+    ramp from the table's minimum (dark) to its maximum (yellow). No labels:
+    the text summary next to it (`<name>/table`) names rows and columns in
+    the same order. Used by `log_importance` when matplotlib is absent.
+
+    Args:
+        table: feature x task importance.
+        top: number of features shown (all if None).
+        cell: pixels per cell side.
+
+    Example:
+    >>> t = pd.DataFrame({"click": [0.0, 1.0]}, index=["a", "b"])
+    >>> px = heatmap_pixels(t, cell=2)
+    >>> px.shape, px[0, 0].tolist(), px[-1, -1].tolist()  # "b" (largest) first
+    ((4, 2, 3), [253, 231, 37], [68, 1, 84])
+    """
+    shown = _top_rows(table, top).to_numpy(dtype="float64")
+    low, high = np.nanmin(shown), np.nanmax(shown)
+    scaled = (shown - low) / (high - low) if high > low else np.zeros_like(shown)
+    position = np.nan_to_num(scaled, nan=0.0) * (len(_RAMP) - 1)
+    left = np.clip(np.floor(position).astype(int), 0, len(_RAMP) - 2)
+    frac = (position - left)[..., None]
+    rgb = _RAMP[left] * (1 - frac) + _RAMP[left + 1] * frac
+    pixels = np.repeat(np.repeat(rgb, cell, axis=0), cell, axis=1)
+    return np.round(pixels).astype("uint8")
+
+
+def _top_rows(table: pd.DataFrame, top: int | None) -> pd.DataFrame:
+    order = table.max(axis=1).sort_values(ascending=False).index
+    return table.loc[order[:top] if top else order]
+
+
+def _heatmap(table: pd.DataFrame, top: int | None) -> Any:
+    """`(1, H, W, C)` image tensor: matplotlib's labelled figure if installed,
+    else the numpy rendering (so TensorBoard logging never needs matplotlib)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return tf.constant(heatmap_pixels(table, top))[None]
+    return tf.io.decode_png(_figure_png(table, top), channels=4)[None]
+
+
 def log_importance(
     table: pd.DataFrame,
     logdir: str,
@@ -39,6 +92,9 @@ def log_importance(
 
     Tags: `<name>/heatmap` (image), `<name>/table` (text) and
     `<name>/<task>/<feature>` (one scalar per cell, to follow over epochs).
+    The image is matplotlib's labelled heat map when matplotlib is installed
+    (`pip install 'mtl_keras[plots]'`), else an unlabelled one rendered with
+    numpy (`heatmap_pixels`; rows in the text table's order).
 
     Args:
         table: feature x task (`importance_table`, `permutation_importance`).
@@ -55,12 +111,12 @@ def log_importance(
     >>> len(os.listdir(logdir))  # one event file
     1
     """
-    png = _figure_png(table, top)
-    image = tf.io.decode_png(png, channels=4)[None]
+    image = _heatmap(table, top)
     header = "| feature | " + " | ".join(map(str, table.columns)) + " |"
     rule = "|---" * (table.shape[1] + 1) + "|"
     lines = [header, rule]
-    for feature, row in table.iterrows():
+    # Same row order as the image: largest importance first.
+    for feature, row in _top_rows(table, None).iterrows():
         lines.append(f"| {feature} | " + " | ".join(f"{v:.4f}" for v in row) + " |")
     writer = tf.summary.create_file_writer(logdir)
     with writer.as_default():

@@ -37,7 +37,7 @@ import numpy as np
 
 from mtl_keras.builders.gates import gate_layers, gate_model, gate_utilisation
 from mtl_keras.builders.mtan import mtan_attention_model
-from mtl_keras.model import _strings_to_tensors
+from mtl_keras.inputs import strings_to_tensors
 
 _VIEWS: dict[str, Callable[[keras.Model, Any], Any]] = {}
 
@@ -74,7 +74,7 @@ def task_attention(model: keras.Model, x: Any, batch_size: int = 256) -> dict[st
     (['a', 'b'], 2, True)
     """
     masks = mtan_attention_model(model).predict(
-        _strings_to_tensors(x), batch_size=batch_size, verbose=0
+        strings_to_tensors(x), batch_size=batch_size, verbose=0
     )
     return {task: [float(np.mean(m)) for m in blocks] for task, blocks in masks.items()}
 

@@ -287,6 +287,18 @@ def write_saved_model(
     archive.add_endpoint(SIGNATURE_NAME, _serving_fn(model), input_signature=specs)
     for name, tasks in (signatures or {}).items():
         archive.add_endpoint(name, _serving_fn(model, tasks), input_signature=specs)
+    # Layers may add signatures with other inputs, e.g. ModalityStack: one per
+    # set of modalities a request may omit (builders.fusion_serving).
+    for layer in model.layers:
+        if not hasattr(layer, "serving_endpoints"):
+            continue
+        for name, (fn, layer_specs) in layer.serving_endpoints(model).items():
+            if name == SIGNATURE_NAME or name in (signatures or {}):
+                raise ValueError(
+                    f"Signature name {name!r} is taken by the model's {layer.name!r} layer "
+                    "(it serves requests without some modalities); rename your signature."
+                )
+            archive.add_endpoint(name, fn, input_signature=layer_specs)
     archive.write_out(path, verbose=False)
 
 
@@ -367,7 +379,8 @@ def _metadata(
         "model_class": type(model).__name__,
         "is_multi_task_model": isinstance(model, MultiTaskModel),
         "signature": SIGNATURE_NAME,
-        # Every signature -> the task outputs it returns (same inputs for all).
+        # Every signature -> the task outputs it returns (the same inputs for
+        # all, except the "modality_signatures" a fusion layer lists below).
         "signatures": {
             SIGNATURE_NAME: list(model.output),
             **{k: list(v) for k, v in (signatures or {}).items()},
@@ -383,6 +396,8 @@ def _metadata(
         # which inputs form each modality (requests may omit a modality).
         if hasattr(layer, "serving_metadata"):
             metadata.update(layer.serving_metadata())
+    for name in metadata.get("modality_signatures", {}):
+        metadata["signatures"][name] = list(model.output)
     return metadata
 
 

@@ -199,10 +199,10 @@ def _spec_from_signature(path: str, signature: str) -> dict[str, tf.TensorSpec]:
     }
 
 
-def _spec_from_path(path: str) -> dict[str, tf.TensorSpec]:
+def _spec_from_path(path: str, signature: str = SIGNATURE_NAME) -> dict[str, tf.TensorSpec]:
     import tensorflow as tf
 
-    actual = _spec_from_signature(path, SIGNATURE_NAME)
+    actual = _spec_from_signature(path, signature)
     _check_variables(path)
     meta_path = os.path.join(path, "assets.extra", METADATA_FILE)
     if not os.path.exists(meta_path):
@@ -214,11 +214,15 @@ def _spec_from_path(path: str) -> dict[str, tf.TensorSpec]:
             i["name"]: tf.TensorSpec(i["shape"], tf.as_dtype(i["dtype"]), name=i["name"])
             for i in meta["inputs"]
         }
+        # A fusion model's without_<modalities> signatures take a subset.
+        subset = meta.get("modality_signatures", {}).get(signature)
+        if subset is not None:
+            described = {n: described[n] for n in subset["inputs"]}
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise SavedModelError(f"{meta_path!r} is unreadable or malformed: {e}") from e
     if set(described) != set(actual):
         raise SavedModelError(
-            f"{meta_path!r} lists inputs {sorted(described)} but the {SIGNATURE_NAME!r} "
+            f"{meta_path!r} lists inputs {sorted(described)} but the {signature!r} "
             f"signature in saved_model.pb takes {sorted(actual)}."
         )
     for name, spec in actual.items():
@@ -233,15 +237,32 @@ def _spec_from_path(path: str) -> dict[str, tf.TensorSpec]:
     return {name: actual[name] for name in described}
 
 
-def signature_spec(source: Any) -> dict[str, tf.TensorSpec]:
+def _spec_from_model(model: keras.Model, signature: str) -> dict[str, tf.TensorSpec]:
+    spec = input_signature(model)
+    if signature == SIGNATURE_NAME:
+        return spec
+    for layer in model.layers:
+        subset = getattr(layer, "serving_metadata", lambda: {})().get("modality_signatures", {})
+        if signature in subset:
+            return {n: spec[n] for n in subset[signature]["inputs"]}
+    raise ValueError(
+        f"Model {model.name!r} has no signature {signature!r} with its own inputs (task "
+        f"subset signatures take the {SIGNATURE_NAME!r} inputs)."
+    )
+
+
+def signature_spec(source: Any, signature: str = SIGNATURE_NAME) -> dict[str, tf.TensorSpec]:
     """The signature inputs (name -> `tf.TensorSpec`) from several sources.
 
     Args:
         source: a functional `keras.Model`; an exported version directory
-            (its `serving_default` signature read from `saved_model.pb`,
-            cross-checked against `assets.extra/mtl_keras.json`; raises
-            `SavedModelError` on a mismatch or a truncated/corrupt export);
-            a dict name -> `tf.TensorSpec`; or the metadata's `"inputs"` list.
+            (the signature read from `saved_model.pb`, cross-checked against
+            `assets.extra/mtl_keras.json`; raises `SavedModelError` on a
+            mismatch or a truncated/corrupt export); a dict name ->
+            `tf.TensorSpec`; or the metadata's `"inputs"` list.
+        signature: which signature (a model or a directory only): the
+            default `serving_default`, or a fusion model's
+            `without_<modalities>` signature (its present modalities' inputs).
 
     Example:
     >>> spec = signature_spec([{"name": "x", "dtype": "float32", "shape": [None, 4]}])
@@ -252,9 +273,13 @@ def signature_spec(source: Any) -> dict[str, tf.TensorSpec]:
     import tensorflow as tf
 
     if isinstance(source, keras.Model):
-        return input_signature(source)
+        return _spec_from_model(source, signature)
     if isinstance(source, (str, os.PathLike)):
-        return _spec_from_path(os.fspath(source))
+        return _spec_from_path(os.fspath(source), signature)
+    if signature != SIGNATURE_NAME:
+        raise ValueError(
+            f"signature={signature!r} needs a model or an export directory as `source`."
+        )
     if isinstance(source, Mapping):
         return {
             k: v if isinstance(v, tf.TensorSpec) else tf.TensorSpec(**v) for k, v in source.items()

@@ -7,10 +7,13 @@ from typing import Any, Mapping, Sequence
 import keras
 from keras import ops
 
+from mtl_keras.layers.modality_serving import (
+    mask_input_name,  # re-exported: builders.fusion reads it from here
+    modality_signatures,
+    serving_endpoints,
+)
 
-def mask_input_name(modality: str) -> str:
-    """Name of the model input saying whether `modality` is present (1) or not (0)."""
-    return f"{modality}_mask"
+__all__ = ["ModalityMask", "ModalityStack", "mask_input_name"]
 
 
 @keras.saving.register_keras_serializable(package="mtl_keras")
@@ -80,13 +83,21 @@ class ModalityStack(keras.layers.Layer):
         return (first[0], len(self.modalities), first[-1])
 
     def serving_metadata(self) -> dict[str, Any]:
-        """What an export records about the modalities (see `export_saved_model`)."""
+        """What an export records about the modalities (see `export_saved_model`):
+        each modality's inputs and mask, and the `without_<modalities>`
+        signatures serving requests that omit modalities."""
+        inputs = {m: self.modality_inputs.get(m, []) for m in self.modalities}
         return {
             "modalities": {
-                m: {"inputs": self.modality_inputs.get(m, []), "mask": mask_input_name(m)}
-                for m in self.modalities
-            }
+                m: {"inputs": inputs[m], "mask": mask_input_name(m)} for m in self.modalities
+            },
+            "modality_signatures": modality_signatures(self.modalities, inputs),
         }
+
+    def serving_endpoints(self, model: keras.Model) -> dict[str, Any]:
+        """The `without_<modalities>` signatures of `model` for its export:
+        name -> (function, input specs); see `builders.fusion_serving`."""
+        return serving_endpoints(model, self.modalities, self.modality_inputs)
 
     def get_config(self) -> dict[str, Any]:
         return {

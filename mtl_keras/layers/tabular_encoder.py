@@ -238,7 +238,11 @@ class TabularEncoder(keras.layers.Layer):
             x = inputs[name]
             if len(x.shape) > 1:
                 x = ops.reshape(x, (-1,))
-            parts.append(self.embeddings[name](self.lookups[name](x)))
+            embedding = self.embeddings[name]
+            # Explicit (batch, dim): TFLite infers a scalar lookup for a
+            # 1-row batch otherwise, and its concatenation then fails.
+            ids = ops.reshape(self.lookups[name](x), (-1,))
+            parts.append(ops.reshape(embedding(ids), (-1, embedding.output_dim)))
         if self.numeric_stats:
             columns = []
             for name, (mean, std) in self.numeric_stats.items():

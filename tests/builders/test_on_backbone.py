@@ -150,6 +150,32 @@ def test_on_backbone_masked_avg_pooling_ignores_padding():
     np.testing.assert_allclose(model.predict(x2, verbose=0)["r"], base, atol=1e-5)
 
 
+@pytest.mark.parametrize("how", ["input_first", "built"])
+def test_on_backbone_accepts_a_sequential_backbone(how):
+    keras.utils.set_random_seed(0)
+    layers = [keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.Flatten()]
+    if how == "input_first":
+        backbone = keras.Sequential([keras.Input((8, 8, 1), name="image"), *layers], name="seq")
+    else:
+        backbone = keras.Sequential(layers, name="seq")
+        backbone.build((None, 8, 8, 1))
+    x, y = _image_data(16)
+    model = on_backbone(backbone, [mk.Binary("bright"), mk.Regression("level")], pooling="none")
+    assert model.representation == "seq"
+    assert tuple(model.input.shape) == (None, 8, 8, 1)
+    assert model.input.name == ("image" if how == "input_first" else "seq_input")
+    # The heads read exactly the Sequential's features.
+    features = backbone.predict(x, verbose=0)
+    head = model.get_layer("level")
+    expected = features @ head.kernel.numpy() + head.bias.numpy()
+    np.testing.assert_allclose(model.predict(x, verbose=0)["level"], expected, rtol=1e-5, atol=1e-5)
+    model.compile(keras.optimizers.Adam(0.01))
+    assert np.isfinite(model.fit(x, y, epochs=1, batch_size=8, verbose=0).history["loss"]).all()
+    # Without an input shape there is nothing to build the inputs from.
+    with pytest.raises(ValueError, match="no functional inputs"):
+        on_backbone(keras.Sequential([keras.layers.Dense(3)]), [mk.Binary("a")])
+
+
 def test_on_backbone_argument_errors():
     with pytest.raises(ValueError, match="pooling"):
         on_backbone(_cnn(), [mk.Binary("a")], pooling="sum")

@@ -154,8 +154,7 @@ def test_strip_pruning_keeps_zeros_and_stops_pruning(tmp_path):
 
 def test_steps_per_execution():
     # Masks are applied inside the traced step: also when several steps run
-    # per execution (no callback in between). (XLA works too, checked by hand:
-    # its compile takes ~1.5 min here, beyond the slow-test budget.)
+    # per execution (no callback in between). XLA: test_pruning_xla_ema.py.
     x, y = data(256)
     model = make_model()
     schedule = compress.PolynomialDecay(0.5, begin_step=0, end_step=6, frequency=3)

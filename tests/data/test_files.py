@@ -136,7 +136,7 @@ def test_adapt_encoder_streams_like_adapt(tmp_path):
         numeric=["age"],
         log_features=["age"],
     )
-    features = {"job": files._feature_array(df["job"]), "age": files._feature_array(df["age"])}
+    features = {"job": files.feature_array(df["job"]), "age": files.feature_array(df["age"])}
     direct = mk.layers.TabularEncoder.adapt(
         features, categorical=["job"], numeric=["age"], log_features=["age"]
     )

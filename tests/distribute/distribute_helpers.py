@@ -30,10 +30,10 @@ def run_launch(
     return subprocess.run(command, capture_output=True, text=True, env=base, timeout=timeout + 60)
 
 
-def worker_reports(out_dir: Path, workers: int) -> list[dict]:
+def worker_reports(out_dir: Path, workers: int, stem: str = "worker") -> list[dict]:
     reports = []
     for i in range(workers):
-        path = Path(out_dir) / f"worker{i}.json"
+        path = Path(out_dir) / f"{stem}{i}.json"
         assert path.exists(), f"worker {i} wrote no report"
         reports.append(json.loads(path.read_text()))
     return reports

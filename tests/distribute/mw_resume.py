@@ -6,10 +6,13 @@ SIGKILLs itself in the middle of epoch 1 of the last model; the launcher
 stops the chief. The second run restores every model (the chief's backup is
 authoritative, agreement checked), finishes training, writes chief-only
 files (TaskTensorBoard, ChiefModelCheckpoint, export) and a report with the
-restored epochs, the strategy state and the difference to uninterrupted
-single-device training.
+restored epochs, the strategy state and (chief) the difference of the
+weights and of the strategy state to uninterrupted single-device training.
 
-    python mw_resume.py OUT_DIR
+The restarted job then runs the 2-worker equality checks of mw_checks.py
+for the configuration names given (one worker pair for both tests).
+
+    python mw_resume.py OUT_DIR [name1,name2,... [--extras]]
 """
 
 from __future__ import annotations
@@ -88,16 +91,12 @@ for epoch in range(EPOCHS):
         )
         restored[name].append(backups[name].restored_epoch)
 
-report = {"restored": restored, "diff": {}, "state": {}}
+report = {"restored": restored, "diff": {}, "state": {}, "state_diff": {}}
 for name in NAMES:
-    single = build(name, False)
-    single.fit(dataset(), epochs=EPOCHS, verbose=0)
-    a, b = models[name].weights, single.weights
-    report["diff"][name] = max(float(np.max(np.abs(u.numpy() - v.numpy()))) for u, v in zip(a, b))
     report["state"][name] = [v.numpy().tolist() for v in models[name].weighting.weights]
 
 # Chief-only files: every worker runs them, only the chief's copies remain.
-model = build("static", True)  # fresh: a restored model keeps its _initial_epoch
+model = build("static", True)
 files = os.path.join(out_dir, "files")
 model.fit(
     dataset(),
@@ -110,5 +109,26 @@ model.fit(
 )
 report["export"] = export_saved_model(model, os.path.join(files, "export"))
 report["is_chief"] = distribute.is_chief(strategy)
+
+# The restarted job reuses its worker pair for the equality checks
+# (mw_checks.py; the test passes the configuration names).
+if len(sys.argv) > 2:
+    import mw_checks
+
+    equality = os.path.join(out_dir, f"equality{index}.json")
+    mw_checks.run(strategy, sys.argv[2].split(","), equality, "--extras" in sys.argv[3:])
+
+# Uninterrupted single-device training, on the chief only (no collectives
+# left; the other workers' states are compared with the chief's).
+if report["is_chief"]:
+    for name in NAMES:
+        single = build(name, False)
+        single.fit(dataset(), epochs=EPOCHS, verbose=0)
+        pairs = list(zip(models[name].weights, single.weights))
+        report["diff"][name] = max(float(np.max(np.abs(u.numpy() - v.numpy()))) for u, v in pairs)
+        pairs = list(zip(models[name].weighting.weights, single.weighting.weights))
+        report["state_diff"][name] = max(
+            [float(np.max(np.abs(u.numpy() - v.numpy()))) for u, v in pairs] or [0.0]
+        )
 with open(os.path.join(out_dir, f"worker{index}.json"), "w") as f:
     json.dump(report, f)

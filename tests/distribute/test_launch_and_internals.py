@@ -106,6 +106,16 @@ def test_logs_pack_into_one_vector_and_back():
         unknown.get_concrete_function()
 
 
+def test_mtl_keras_help_documents_the_launcher(capsys):
+    from mtl_keras import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = capsys.readouterr().out
+    assert "mtl-keras launch --workers 2" in text and "TF_CONFIG" in text
+    assert "TensorflowTrainer" in text
+
+
 def test_mtl_keras_launch_subcommand(tmp_path, capfd):
     from mtl_keras import cli
 

@@ -39,7 +39,7 @@ def test_completeness_tabular_categorical_and_numeric():
     # The log-transformed feature matters to beta, and completeness still holds.
     assert np.abs(attr.values["beta"]["amount"]).mean() > 0.01
     # f(x) is the model's own prediction.
-    pred = model.predict(explain.attributions._pack(model, _rows(x)), verbose=0)
+    pred = model.predict(explain.attributions.pack_inputs(model, _rows(x)), verbose=0)
     np.testing.assert_allclose(attr.outputs["alpha"], pred["alpha"][:, 0], atol=1e-5)
 
 

@@ -45,6 +45,43 @@ def test_log_importance_writes_image_text_and_scalars(tmp_path):
     assert {"images", "text", "scalars"} <= plugins
 
 
+def _block_matplotlib(monkeypatch):
+    """Makes `import matplotlib` fail as if it were not installed."""
+    import sys
+
+    for mod in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # None: ImportError on import
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+
+
+def test_log_importance_works_without_matplotlib(tmp_path, monkeypatch):
+    from mtl_keras.explain.tensorboard import heatmap_pixels
+
+    _block_matplotlib(monkeypatch)
+    with pytest.raises(ImportError, match=r"mtl_keras\[plots\]"):
+        explain.plot_importance(_table())
+    explain.log_importance(_table(), str(tmp_path), step=1)
+    images, texts = {}, {}
+    for path in glob.glob(str(tmp_path / "events*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag.endswith("/heatmap"):
+                    # image summaries store [width, height, png...] as strings
+                    png = tf.make_ndarray(value.tensor)[2]
+                    images[value.tag] = tf.io.decode_png(png).numpy()
+                if value.tag.endswith("/table"):
+                    texts[value.tag] = tf.make_ndarray(value.tensor).item().decode()
+    pixels = images["feature_importance/heatmap"]
+    # 3 features x 2 tasks, 16-pixel cells; the numpy rendering, exactly.
+    assert pixels.shape == (48, 32, 3)
+    np.testing.assert_array_equal(pixels, heatmap_pixels(_table()))
+    # f1/a (0.7, the maximum) is yellow, f1/b (0.1, the minimum) dark.
+    assert pixels[0, 0].tolist() == [253, 231, 37] and pixels[0, 16].tolist() == [68, 1, 84]
+    rows = [line.split("|")[1].strip() for line in texts["feature_importance/table"].splitlines()]
+    assert rows[2:] == ["f1", "f3", "f2"]  # the image's row order
+
+
 def test_metric_drop_table_signs():
     results = {
         0.0: {"a_auc": 0.9, "b_loss": 0.5},

@@ -70,3 +70,15 @@ def test_tabular_encoder_model_needs_select_tf_ops(tmp_path):
         assert report["interpreter"] == "tf.lite"
     assert max(report["max_abs_diff"].values()) <= 1e-5
     np.testing.assert_array_equal(sorted(report["max_abs_diff"]), ["click", "segment"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rows", [1, 3])
+def test_tabular_encoder_model_runs_any_batch_size(tmp_path, rows):
+    # A 1-row batch used to fail in TFLite ("CONCATENATION t->dims->size !=
+    # t0->dims->size"): the embedding lookup was inferred as a scalar.
+    model, features = _tabular_model()
+    info = export_tflite(model, tmp_path / "m.tflite")
+    subset = {k: np.asarray(v)[:rows] for k, v in features.items()}
+    report = tflite_report(model, info["path"], subset, quantization="float32")
+    assert max(report["max_abs_diff"].values()) <= 1e-5

@@ -20,7 +20,7 @@ from mtl_keras.builders.fusion import (
     modality_names,
 )
 from mtl_keras.export import check_export, export_saved_model
-from mtl_keras.model import _strings_to_tensors
+from mtl_keras.inputs import strings_to_tensors
 from mtl_keras.weighting.jacobian import task_jacobian
 
 FUSIONS = ("concat", "attention", "late")
@@ -93,7 +93,7 @@ def test_fusion_weights_are_per_task_and_follow_the_mask():
     x, _ = data()
     x["image_mask"][:] = 0.0
     x["text_mask"][:12] = 0.0
-    w = fusion_weight_model(model).predict(_strings_to_tensors(x), verbose=0)
+    w = fusion_weight_model(model).predict(strings_to_tensors(x), verbose=0)
     assert sorted(w) == ["a", "b"]
     for task in ("a", "b"):
         np.testing.assert_array_equal(w[task][:, 1], 0.0)
@@ -115,7 +115,7 @@ def test_chain_rule_through_the_declared_representation_is_exact(fusion):
     encoders = Encoders()
     model = build(encoders, fusion)
     x, y = data()
-    x = {k: tf.convert_to_tensor(v) for k, v in _strings_to_tensors(x).items()}
+    x = {k: tf.convert_to_tensor(v) for k, v in strings_to_tensors(x).items()}
     with tf.GradientTape(persistent=True) as tape:
         preds, reps = model._call_with_representation(x)
         losses = tf.stack([tf.reduce_mean(tf.square(preds[t] - y[t])) for t in ("a", "b")])
@@ -162,7 +162,9 @@ def test_keras_round_trip_and_saved_model_serving_without_a_modality(tmp_path):
     assert modality_names(loaded) == list(ALL)
 
     export = export_saved_model(model, tmp_path / "export")
-    report = check_export(export, model, {k: v[:6] for k, v in x.items()})
+    report = check_export(
+        export, model, {k: v[:6] for k, v in x.items()}, signatures=["serving_default"]
+    )
     assert "image_mask" in report["signatures"]["serving_default"]["inputs"]
     with open(os.path.join(export, "assets.extra", "mtl_keras.json")) as f:
         meta = json.load(f)
