@@ -263,9 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Census-Income: {len(train)} train / {len(val)} validation / {len(test)} test rows")
     if args.subsample:
         print(f"SUBSAMPLE of {args.subsample} rows: AUCs are not comparable to the full data's")
-    print(f"Budget for every model: {args.epochs} epochs, batch {args.batch_size}, "
-          f"Adam({args.learning_rate}), dropout {args.dropout}, weighting {args.weighting!r}, "
-          f"seed {args.seed}")  # fmt: skip
+    if not (args.ablation or args.gbdt):
+        print(f"Budget for every model: {args.epochs} epochs, batch {args.batch_size}, "
+              f"Adam({args.learning_rate}), dropout {args.dropout}, weighting {args.weighting!r}, "
+              f"seed {args.seed}")  # fmt: skip
 
     if args.ablation or args.gbdt:
         rows = run_ablation(args, train, val, test) if args.ablation else []

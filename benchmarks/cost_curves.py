@@ -211,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks-for-widths", type=int, default=8)
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument(
+        "--memory-only", action="store_true", help="only the memory table (no timing, no plot)"
+    )
+    parser.add_argument(
         "--jit-compile",
         choices=["true", "false"],
         default=None,
@@ -229,10 +232,13 @@ def main(argv: list[str] | None = None) -> int:
         "tasks_for_widths": args.tasks_for_widths, "by_tasks": {}, "by_width": {},
         "note": args.note or f"batch {BATCH}, trunk {DEPTH} x W, median of {rounds} rounds",
     }  # fmt: skip
-    print(f"| T | W | P | {' | '.join(STRATEGIES)} |  (ms/step)")
-    print("|---|---|---|" + "---|" * len(STRATEGIES))
+    if not args.memory_only:
+        print(f"| T | W | P | {' | '.join(STRATEGIES)} |  (ms/step)")
+        print("|---|---|---|" + "---|" * len(STRATEGIES))
     points = [(t, args.width_for_tasks) for t in args.tasks]
     points += [(args.tasks_for_widths, w) for w in args.widths if w != args.width_for_tasks]
+    if args.memory_only:
+        points, args.png = [], None
     for t, w in points:
         ms = time_point(t, w, rounds, calls)
         if w == args.width_for_tasks:

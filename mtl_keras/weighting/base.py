@@ -79,6 +79,7 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 
+from mtl_keras.compile_defaults import solver_fn
 from mtl_keras.tasks import Task
 from mtl_keras.weighting import _ops
 from mtl_keras.weighting.jacobian import (
@@ -304,6 +305,10 @@ class GradientAggregator(Weighting):
     #: given by `combination` (then `w` is logged as the task weights);
     #: aggregators that are not (GradDrop) override `aggregate` instead.
     is_combination: bool = True
+    #: run `direction_and_weights` as its own XLA cluster (set by
+    #: `MultiTaskModel.compile` for a step without XLA on CPU; see
+    #: `mtl_keras.compile_defaults`)
+    jit_solver: bool = False
 
     def __init__(self, rep_grad: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -359,7 +364,8 @@ class GradientAggregator(Weighting):
         weights = tf.ones_like(ctx.task_losses)
         shared_vars = [ctx.variables[i] for i in ctx.shared]
         if shared_vars:
-            direction, weights = self.direction_and_weights(source.matrix(ctx, shared_vars))
+            solve = solver_fn(self)  # XLA for the solver alone on CPU (compile_defaults)
+            direction, weights = solve(source.matrix(ctx, shared_vars))
             for i, g in zip(ctx.shared, source.pull_back(ctx, direction, shared_vars)):
                 grads[i] = g
         shared = set(ctx.shared)
