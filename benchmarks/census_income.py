@@ -162,7 +162,9 @@ def run_gbdt(args: argparse.Namespace, train, val, test) -> list[dict]:
     def frame(split):
         df = pd.DataFrame(split.features)
         for c in CATEGORICAL:
-            df[c] = pd.Categorical(df[c], categories=sorted(set(train.features[c])))
+            # Categories seen in training only; unseen ones become missing.
+            categories = sorted(set(train.features[c]))
+            df[c] = pd.Categorical(df[c].where(df[c].isin(categories)), categories=categories)
         return df
 
     x_train, x_val, x_test = frame(train), frame(val), frame(test)

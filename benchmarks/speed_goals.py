@@ -151,7 +151,7 @@ def run_goals(
     rounds: int,
     repeats: int,
     steps: int,
-    threads: int,
+    threads: int | None,
     torch_python: str | None,
     only: list[str] | None,
     out: str | None,
@@ -206,11 +206,12 @@ def run_goals(
             if timer is not None:
                 timer.close()
     missing = [r.label for rs in rows.values() for r in rs if not r.ratios and r.kind != "rep"]
+    threading = f"{threads} threads per framework" if threads else "default threads (both)"
     header = [
         "# Step-speed goals (issue #15)",
         "",
         f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC on "
-        f"{platform.machine()} with {os.cpu_count()} cores, {threads} threads per framework, "
+        f"{platform.machine()} with {os.cpu_count()} cores, {threading}, "
         f"load average {load_before[0]:.1f} before and {os.getloadavg()[0]:.1f} after; "
         f"{time.perf_counter() - started:.0f} s in all.",
         "",

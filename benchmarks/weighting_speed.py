@@ -18,7 +18,7 @@ one block right after each of our full-Jacobian blocks of the same method,
 and the table shows the median over rounds of our block time divided by
 torchjd's.
 
-    python benchmarks/weighting_speed.py [--quick] [--threads 2] [--only LABEL ...]
+    python benchmarks/weighting_speed.py [--quick] [--threads N] [--only LABEL ...]
         [--torch-python PATH]
 
 `--goals` instead measures issue #15's goals table in one run (plain step vs
@@ -74,7 +74,8 @@ TORCH_SCRIPT = textwrap.dedent(
 
     T, threads, names = json.loads(sys.argv[1])
     ctors = json.loads(sys.argv[2])
-    torch.set_num_threads(threads)
+    if threads:  # else torch's default (the machine's cores), as users run it
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
     trunk = torch.nn.Sequential(
         torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
@@ -238,7 +239,7 @@ class TorchTimer:
     crash), one block of steps per request, so that its blocks interleave
     with ours and both see the same machine state."""
 
-    def __init__(self, python: str, num_tasks: int, threads: int, names: list[str]) -> None:
+    def __init__(self, python: str, num_tasks: int, threads: int | None, names: list[str]) -> None:
         args = json.dumps([num_tasks, threads, ["static", *names]])
         self.proc = subprocess.Popen(
             [python, "-c", TORCH_SCRIPT, args, json.dumps(TORCHJD)],
@@ -268,7 +269,7 @@ class TorchTimer:
 
 
 def torch_timer(
-    python: str | None, num_tasks: int, threads: int, only: list[str] | None
+    python: str | None, num_tasks: int, threads: int | None, only: list[str] | None
 ) -> TorchTimer | None:
     if python is None:
         if importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchjd") is None:
@@ -281,7 +282,11 @@ def torch_timer(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and steps")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="intra/inter-op threads of both frameworks (default: each one's own default, "
+        "as users run them; earlier README tables used 2)",
+    )  # fmt: skip
     parser.add_argument("--tasks", type=int, nargs="+", default=[3, 8])
     parser.add_argument(
         "--only", nargs="+", metavar="LABEL",
@@ -323,8 +328,9 @@ def main() -> None:
 
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
     if args.goals:
         # speed_goals imports this module by name: let it see this instance
