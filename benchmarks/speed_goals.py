@@ -119,8 +119,15 @@ def _block_timer(run: tuple[Any, Any], steps: int) -> Any:
     return block
 
 
-def _prepare(num_tasks: int, aggregators: list[str]) -> dict[str, tuple[Any, Any]]:
-    """Built, traced and warmed-up models: static, each aggregator, each @rep."""
+#: `--alt-jit` variants: label suffix -> (compile kwargs, jit_solver)
+ALT_JIT = {"~xla": ({"jit_compile": True}, False), "~solver": ({"jit_compile": False}, True)}
+
+
+def _prepare(
+    num_tasks: int, aggregators: list[str], alt_jit: bool = False
+) -> dict[str, tuple[Any, Any]]:
+    """Built, traced and warmed-up models: static, each aggregator, each @rep
+    (and with `alt_jit` each of those also all-XLA and no-XLA + XLA solver)."""
     import numpy as np
     import tensorflow as tf
     import weighting_speed as ws
@@ -135,9 +142,23 @@ def _prepare(num_tasks: int, aggregators: list[str]) -> dict[str, tuple[Any, Any
     for name in aggregators:
         factories[name] = weighting.STRATEGIES[name]
         factories[f"{name}@rep"] = lambda n=name: weighting.STRATEGIES[n](rep_grad=True)
+    variants = {label: ({}, None) for label in factories}
+    if alt_jit:
+        for label in list(factories)[1:]:
+            for suffix, setting in ALT_JIT.items():
+                variants[label + suffix] = setting
     runs = {}
-    for label, factory in factories.items():
-        model = ws._build(num_tasks, factory())
+    for label, (kwargs, solver) in variants.items():
+        factory = factories[label.split("~")[0]]
+        saved = dict(ws.COMPILE_KWARGS)
+        ws.COMPILE_KWARGS.update(kwargs)
+        try:
+            model = ws._build(num_tasks, factory())
+        finally:
+            ws.COMPILE_KWARGS.clear()
+            ws.COMPILE_KWARGS.update(saved)
+        if solver is not None:
+            model.weighting.jit_solver = solver
         model.make_train_function()
         it = iter(data)
         for _ in range(3):  # trace, compile, warm up
@@ -155,6 +176,7 @@ def run_goals(
     torch_python: str | None,
     only: list[str] | None,
     out: str | None,
+    alt_jit: bool = False,
 ) -> str:
     """Measures every goal comparison; returns (and writes to `out`) the table."""
     import numpy as np
@@ -170,12 +192,15 @@ def run_goals(
         for t in tasks:
             # torchjd warms up before ours is built: the processes share cores.
             timers[t] = ws.torch_timer(torch_python, t, threads, aggregators)
-            runs[t] = _prepare(t, aggregators)
+            runs[t] = _prepare(t, aggregators, alt_jit)
+            suffixes = ["", *ALT_JIT] if alt_jit else [""]
             rows[t] = [Row("plain step vs PyTorch", "plain")]
-            for name in aggregators:
-                rows[t].append(Row(f"{name} vs torchjd", "torchjd"))
-            for name in aggregators:
-                rows[t].append(Row(f"{name}@rep vs Static", "rep"))
+            for suffix in suffixes:
+                for name in aggregators:
+                    rows[t].append(Row(f"{name}{suffix} vs torchjd", "torchjd"))
+            for suffix in suffixes:
+                for name in aggregators:
+                    rows[t].append(Row(f"{name}@rep{suffix} vs Static", "rep"))
         shuffler = np.random.default_rng(1)
         for _ in range(rounds):
             for t in tasks:
@@ -186,7 +211,7 @@ def run_goals(
                 for row in order:
                     name = row.label.split(" ")[0]
                     if row.kind == "plain" or row.kind == "torchjd":
-                        theirs_name = "static" if row.kind == "plain" else name
+                        theirs_name = "static" if row.kind == "plain" else name.split("~")[0]
                         if torch is None or theirs_name not in torch.names:
                             continue
 
@@ -218,7 +243,13 @@ def run_goals(
         f"Command: `python {' '.join(sys.argv)}`. Each cell is one run's median over "
         f"{repeats} back-to-back pairs of {steps}-step blocks of ours / theirs (bold: goal "
         "missed). Same MLP (64 -> 3 x 256 ReLU -> T linear heads), batch 256, SGD; ours "
-        "compiled with the library's defaults.",
+        "compiled with the library's defaults"
+        + (
+            "; `~xla` rows: all-XLA step, `~solver` rows: step without XLA and the solver as "
+            "its own XLA cluster (`--alt-jit`, to choose `mtl_keras.compile_defaults`)."
+            if alt_jit
+            else "."
+        ),
     ]
     if missing:
         header += ["", "Not measured (torch/torchjd or its solver extras missing): "

@@ -314,6 +314,10 @@ def main() -> None:
     goals.add_argument("--repeats", type=int, default=3, help="block pairs per cell (default 3)")
     goals.add_argument("--steps", type=int, default=48, help="steps per block (default 48)")
     goals.add_argument(
+        "--alt-jit", action="store_true",
+        help="also each aggregator all-XLA (~xla) and no-XLA + XLA solver (~solver); ~2x longer",
+    )  # fmt: skip
+    goals.add_argument(
         "--out", default=os.path.join(os.path.dirname(__file__), "results", "goals.md"),
         help="markdown file for the table ('' to only print it)",
     )  # fmt: skip
@@ -340,7 +344,7 @@ def main() -> None:
 
         table = speed_goals.run_goals(
             args.tasks, args.rounds, args.repeats, args.steps, args.threads,
-            args.torch_python, args.only, args.out or None,
+            args.torch_python, args.only, args.out or None, args.alt_jit,
         )  # fmt: skip
         print(table)
         return
