@@ -88,7 +88,7 @@ def test_goals_table_marks_every_missed_goal() -> None:
 def test_weighting_speed_goals_tiny(tmp_path) -> None:
     out = tmp_path / "goals.md"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--goals", "--tasks", "2", "--only", "pcgrad",
+        [sys.executable, str(SCRIPT), "--goals", "--alt-jit", "--tasks", "2", "--only", "pcgrad",
          "--rounds", "2", "--repeats", "1", "--steps", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=600,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
@@ -99,3 +99,7 @@ def test_weighting_speed_goals_tiny(tmp_path) -> None:
     cells = [c.strip().strip("*") for c in row.strip("|").split("|")]
     assert len(cells) == 5 and all(float(c) > 0 for c in cells[2:4])  # 2-step blocks: noise
     assert any(line.startswith("| pcgrad vs torchjd |") for line in lines)
+    # --alt-jit: the same comparisons all-XLA and with only the solver compiled.
+    for label in ("pcgrad@rep~xla vs Static", "pcgrad@rep~solver vs Static"):
+        row = next(line for line in lines if line.startswith(f"| {label} |"))
+        assert float(row.split("|")[3].strip().strip("*")) > 0
