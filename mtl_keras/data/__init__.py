@@ -5,6 +5,7 @@ from mtl_keras.data.files import (
     from_csv,
     from_parquet,
     from_tfrecords,
+    verify_tfrecords,
     write_tfrecords,
 )
 from mtl_keras.data.frames import from_pandas
@@ -23,5 +24,6 @@ __all__ = [
     "from_tfds",
     "from_tfrecords",
     "sample_tasks",
+    "verify_tfrecords",
     "write_tfrecords",
 ]

@@ -180,6 +180,14 @@ def from_csv(
     sample = pd.read_csv(paths[0], nrows=sample_rows)
     header = list(sample.columns)
     _check_columns(header, feature_columns, task_columns, mask_columns, paths[0])
+    for path in paths[1:]:
+        # decode_csv reads fields by position: another header would shift columns silently.
+        other = list(pd.read_csv(path, nrows=0).columns)
+        if other != header:
+            raise ValueError(
+                f"CSV file {path} has the header {other}, but {paths[0]} has {header}: "
+                "every file must have the same columns in the same order."
+            )
     kinds = _kinds_from_frame(sample, feature_columns, task_columns, mask_columns)
     kinds.update(column_kinds or {})
     wanted = list(
@@ -256,7 +264,9 @@ def from_parquet(
 
     paths = list_files(files, ".parquet")
     first = pq.ParquetFile(paths[0])
-    _check_columns(first.schema_arrow.names, feature_columns, task_columns, mask_columns, paths[0])
+    for path in paths:
+        names = first.schema_arrow.names if path == paths[0] else pq.read_schema(path).names
+        _check_columns(names, feature_columns, task_columns, mask_columns, path)
     wanted = list(
         dict.fromkeys([*feature_columns, *task_columns.values(), *(mask_columns or {}).values()])
     )
@@ -272,18 +282,28 @@ def from_parquet(
     def arrays(frame: Any) -> dict[str, np.ndarray]:
         out = {}
         for c in wanted:
-            if kinds[c] == "string":
-                out[c] = feature_array(frame[c])
-            elif kinds[c] == "int":
-                out[c] = frame[c].fillna(-1).to_numpy(dtype="int32")
-            else:
-                out[c] = frame[c].to_numpy(dtype="float32", na_value=np.nan)
+            try:
+                if kinds[c] == "string":
+                    out[c] = feature_array(frame[c])
+                elif kinds[c] == "int":
+                    out[c] = frame[c].fillna(-1).to_numpy(dtype="int32")
+                else:
+                    out[c] = frame[c].to_numpy(dtype="float32", na_value=np.nan)
+            except (TypeError, ValueError) as err:
+                raise ValueError(
+                    f"column {c!r} ({frame[c].dtype}) is not {kinds[c]} as in the first file: {err}"
+                ) from err
         return out
 
     def read(path: Any) -> Any:
-        f = pq.ParquetFile(path.decode() if isinstance(path, bytes) else str(path))
-        for batch in f.iter_batches(batch_size=read_batch_rows, columns=wanted):
-            yield arrays(batch.to_pandas())
+        path = path.decode() if isinstance(path, bytes) else str(path)
+        try:
+            for batch in pq.ParquetFile(path).iter_batches(
+                batch_size=read_batch_rows, columns=wanted
+            ):
+                yield arrays(batch.to_pandas())
+        except Exception as err:  # tf.data shows only the message: name the file in it
+            raise ValueError(f"Parquet file {path}: {type(err).__name__}: {err}") from err
 
     policy = shard_policy(len(paths))
     files_ds = tf.data.Dataset.from_tensor_slices(paths)
@@ -315,13 +335,15 @@ def write_tfrecords(
     prefix: str = "part",
     compression: str | None = None,
 ) -> list[str]:
-    """Writes a DataFrame as `num_shards` TFRecord files of `tf.train.Example`s
-    (round-robin rows, so shards are balanced) plus `_schema.json`, which
-    `from_tfrecords` reads. Types are those `from_pandas` gives.
+    """Writes a DataFrame, or an iterable of DataFrame chunks, as `num_shards`
+    TFRecord files of `tf.train.Example`s (rows dealt round-robin, so shards
+    are balanced) plus `_schema.json`, which `from_tfrecords` reads. Types are
+    those `from_pandas` gives the first chunk; later chunks must agree.
 
     Args:
-        frame: a `pandas.DataFrame` (write a large table chunk by chunk into
-            separate directories or with distinct `prefix`es).
+        frame: a `pandas.DataFrame`, or an iterable of them (e.g.
+            `pd.read_csv(path, chunksize=50_000)`: a table larger than memory
+            is written one chunk at a time).
         directory: output directory (created).
         feature_columns, task_columns, mask_columns: as for `from_pandas`.
         num_shards: number of files.
@@ -337,54 +359,98 @@ def write_tfrecords(
     >>> paths = write_tfrecords(df, tempfile.mkdtemp(), ["x"], {"y": "y"}, num_shards=2)
     >>> len(paths)
     2
+    >>> chunks = (df.iloc[i : i + 2] for i in range(0, 3, 2))  # streamed chunks
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = write_tfrecords(chunks, folder, ["x"], {"y": "y"}, num_shards=2)
+    >>> json.load(open(os.path.join(folder, SCHEMA_FILE)))["rows"]
+    3
     """
     if num_shards < 1:
         raise ValueError(f"`num_shards` must be at least 1, got {num_shards}.")
-    _check_columns(list(frame.columns), feature_columns, task_columns, mask_columns, "the frame")
-    kinds = _kinds_from_frame(frame, feature_columns, task_columns, mask_columns)
-    columns: dict[str, np.ndarray] = {}
-    for c in feature_columns:
-        columns[c] = feature_array(frame[c])
-    for task, c in task_columns.items():
-        columns[c] = label_array(frame[c], task)
-    for c in (mask_columns or {}).values():
-        columns[c] = frame[c].to_numpy(dtype="float32", na_value=0.0)
+    chunks = iter([frame] if hasattr(frame, "columns") else frame)
+    first = next(chunks, None)
+    if first is None:
+        raise ValueError("write_tfrecords: no rows to write (an empty iterable of chunks).")
+    _check_columns(list(first.columns), feature_columns, task_columns, mask_columns, "the frame")
+    kinds = _kinds_from_frame(first, feature_columns, task_columns, mask_columns)
     os.makedirs(directory, exist_ok=True)
-    schema = {
-        "columns": kinds,
-        "feature_columns": list(feature_columns),
-        "task_columns": dict(task_columns),
-        "mask_columns": dict(mask_columns or {}),
-        "compression": compression,
-        "rows": len(frame),
-    }
-    with open(os.path.join(directory, SCHEMA_FILE), "w") as f:
-        json.dump(schema, f, indent=1)
     paths = [
         os.path.join(directory, f"{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord")
         for i in range(num_shards)
     ]
     options = tf.io.TFRecordOptions(compression_type=compression or "")
     writers = [tf.io.TFRecordWriter(p, options) for p in paths]
+    rows = 0
     try:
-        for row in range(len(frame)):
-            feature = {}
-            for c, values in columns.items():
-                v = values[row]
-                if kinds[c] == "string":
-                    feature[c] = tf.train.Feature(
-                        bytes_list=tf.train.BytesList(value=[str(v).encode()])
-                    )
-                elif kinds[c] == "int":
-                    feature[c] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
-                else:
-                    feature[c] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(v)]))
-            example = tf.train.Example(features=tf.train.Features(feature=feature))
-            writers[row % num_shards].write(example.SerializeToString())
+        for number, chunk in enumerate(_chain(first, chunks)):
+            where = "the frame" if number == 0 else f"chunk {number}"
+            _check_columns(list(chunk.columns), feature_columns, task_columns, mask_columns, where)
+            columns = _typed_columns(chunk, kinds, feature_columns, task_columns, mask_columns)
+            for row in range(len(chunk)):
+                feature = {c: _feature(kinds[c], values[row]) for c, values in columns.items()}
+                example = tf.train.Example(features=tf.train.Features(feature=feature))
+                writers[(rows + row) % num_shards].write(example.SerializeToString())
+            rows += len(chunk)
     finally:
         for w in writers:
             w.close()
+    schema = {
+        "columns": kinds,
+        "feature_columns": list(feature_columns),
+        "task_columns": dict(task_columns),
+        "mask_columns": dict(mask_columns or {}),
+        "compression": compression,
+        "rows": rows,
+    }
+    # Written last: a directory with a schema holds complete shards.
+    with open(os.path.join(directory, SCHEMA_FILE), "w") as f:
+        json.dump(schema, f, indent=1)
     return paths
+
+
+def _chain(first: Any, rest: Any) -> Any:
+    yield first
+    yield from rest
+
+
+def _typed_columns(
+    chunk: Any, kinds: Mapping[str, str], feature_columns, task_columns, mask_columns
+) -> dict[str, np.ndarray]:
+    """A chunk's columns typed as the schema says; a chunk that cannot be is an error."""
+    columns: dict[str, np.ndarray] = {}
+    for c in feature_columns:
+        values = feature_array(chunk[c])
+        if kinds[c] == "float" and values.dtype.kind != "f":
+            raise ValueError(
+                f"write_tfrecords: feature column {c!r} is numeric in the first chunk but "
+                f"{chunk[c].dtype} in a later one."
+            )
+        if kinds[c] == "string" and values.dtype.kind == "f":
+            raise ValueError(
+                f"write_tfrecords: feature column {c!r} holds strings in the first chunk but "
+                f"is {chunk[c].dtype} in a later one (read it with dtype=str)."
+            )
+        columns[c] = values
+    for task, c in task_columns.items():
+        values = label_array(chunk[c], task)
+        if kinds[c] == "int" and values.dtype.kind != "i":
+            raise ValueError(
+                f"write_tfrecords: label column {c!r} (task {task!r}) is integer in the first "
+                "chunk but has missing or non-integer values in a later one: mark missing "
+                "integer labels with -1, or make the column float (NaN = unlabelled)."
+            )
+        columns[c] = values
+    for c in (mask_columns or {}).values():
+        columns[c] = chunk[c].to_numpy(dtype="float32", na_value=0.0)
+    return columns
+
+
+def _feature(kind: str, value: Any) -> Any:
+    if kind == "string":
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(value).encode()]))
+    if kind == "int":
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
 
 
 def from_tfrecords(
@@ -397,6 +463,7 @@ def from_tfrecords(
     seed: int | None = None,
     drop_remainder: bool = False,
     schema: Mapping[str, Any] | None = None,
+    check_files: bool = True,
 ) -> tf.data.Dataset:
     """TFRecord shards written by `write_tfrecords` -> a multi-task dataset.
 
@@ -409,6 +476,9 @@ def from_tfrecords(
         feature_columns, task_columns, mask_columns: optional selections.
         batch_size, shuffle_buffer, seed, drop_remainder: as for `from_csv`.
         schema: the schema dict, when `_schema.json` is elsewhere.
+        check_files: read the first record of every file now, so that a file
+            of another schema fails here naming it (one small read per file;
+            turn off for very many remote files).
 
     Example:
     >>> import tempfile
@@ -452,10 +522,81 @@ def from_tfrecords(
         return _split(columns, feature_columns, task_columns, mask_columns)
 
     compression = schema.get("compression") or ""
+    for path in paths if check_files else ():
+        _check_first_record(path, compression, {c: kinds[c] for c in wanted})
     ds = _interleave(paths, lambda f: tf.data.TFRecordDataset(f, compression_type=compression))
     return _finish(
         ds, shard_policy(len(paths)), batch_size, shuffle_buffer, seed, drop_remainder, decode
     )
+
+
+def verify_tfrecords(files: str | Sequence[str], compression: str | None = None) -> int:
+    """Reads every record of every file: a corrupted or truncated shard raises
+    an error naming it (during training, tf.data's `DataLossError` says only
+    "corrupted record at <offset>"). Returns the number of records.
+
+    Args:
+        files: glob pattern, directory or list of TFRecord files.
+        compression: None or "GZIP" (default: from `_schema.json` if present).
+
+    Example:
+    >>> import pandas as pd, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = write_tfrecords(pd.DataFrame({"x": [1.0, 2.0, 3.0]}), folder, ["x"], {}, num_shards=2)
+    >>> verify_tfrecords(folder)
+    3
+    """
+    paths = list_files(files, ".tfrecord")
+    if compression is None:
+        location = os.path.join(os.path.dirname(paths[0]), SCHEMA_FILE)
+        if os.path.exists(location):
+            with open(location) as f:
+                compression = json.load(f).get("compression")
+    total = 0
+    for path in paths:
+        count = 0
+        try:
+            for _ in tf.data.TFRecordDataset(path, compression_type=compression or ""):
+                count += 1
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+            raise ValueError(
+                f"TFRecord file {path} is damaged after {count} good records: {err.message}"
+            ) from err
+        total += count
+    return total
+
+
+_LISTS = {"float": "float_list", "int": "int64_list", "string": "bytes_list"}
+
+
+def _check_first_record(path: str, compression: str, kinds: Mapping[str, str]) -> None:
+    """Reads one record of `path`: a file that is not a TFRecord of this
+    schema fails here, naming the file, instead of mid-training."""
+    try:
+        records = list(tf.data.TFRecordDataset(path, compression_type=compression).take(1))
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+        raise ValueError(
+            f"TFRecord file {path} cannot be read (compression={compression or None!r}): "
+            f"{err.message}"
+        ) from err
+    if not records:
+        return  # an empty shard (fewer rows than shards) is fine
+    try:
+        example = tf.train.Example.FromString(records[0].numpy())
+    except Exception as err:  # protobuf raises its own DecodeError
+        raise ValueError(f"TFRecord file {path} does not hold tf.train.Example records.") from err
+    feature = example.features.feature
+    bad = [
+        c
+        for c, k in kinds.items()
+        if c not in feature or feature[c].WhichOneof("kind") != _LISTS[k]
+    ]
+    if bad:
+        found = {c: feature[c].WhichOneof("kind") if c in feature else "missing" for c in bad}
+        raise ValueError(
+            f"TFRecord file {path} does not match the schema: its first record has {found}, "
+            f"expected { ({c: _LISTS[kinds[c]] for c in bad}) }."
+        )
 
 
 # ------------------------------------------------------------------ adapt
@@ -466,19 +607,29 @@ def adapt_encoder(
     min_count: int = 1,
     max_tokens: int | None = None,
     max_rows: int | None = None,
+    num_bins: int = 32,
+    bin_sample_rows: int = 100_000,
+    seed: int = 0,
     **kwargs: Any,
 ) -> Any:
     """`TabularEncoder.adapt` from a dataset, streaming: vocabularies (counts)
     and numeric statistics (float64 sums) are accumulated batch by batch, so
     memory does not grow with the data. Same result as `TabularEncoder.adapt`
-    on the same rows.
+    on the same rows; with `numeric_encoding="piecewise_linear"` the quantile
+    bin edges come from a uniform sample of `bin_sample_rows` rows (reservoir
+    sampling; exact when the data has no more rows than that).
 
     Args:
         data: a dataset of `(features, ...)` batches (e.g. `from_tfrecords`)
             or of feature dicts.
         categorical, numeric, min_count, max_tokens, **kwargs: as for
-            `TabularEncoder.adapt` (`log_features`, `name`, ...).
+            `TabularEncoder.adapt` (`log_features`, `numeric_encoding`,
+            `bin_embedding_dim`, `name`, ...).
         max_rows: stop after this many rows (a streamed sample); None: all.
+        num_bins: quantile bins per numeric feature (piecewise_linear).
+        bin_sample_rows: rows kept to place the bin edges (memory:
+            8 bytes x this x numeric features).
+        seed: seed of the bin sample.
 
     Example:
     >>> ds = tf.data.Dataset.from_tensor_slices(
@@ -486,12 +637,19 @@ def adapt_encoder(
     >>> enc = adapt_encoder(ds, categorical=["job"], numeric=["age"])
     >>> sorted(enc.inputs())
     ['age', 'job']
+    >>> enc = adapt_encoder(ds, numeric=["age"], numeric_encoding="piecewise_linear",
+    ...                     num_bins=2)
+    >>> enc.bin_edges["age"]
+    [30.0, 41.0, 52.0]
     """
     from mtl_keras.layers import TabularEncoder
+    from mtl_keras.layers.numeric_embeddings import quantile_bin_edges
 
     counts = {name: Counter() for name in categorical}
     log_features = set(kwargs.get("log_features", ()))
     sums = {name: np.zeros(3, np.float64) for name in numeric}  # count, sum, sum of squares
+    binned = kwargs.get("numeric_encoding") == "piecewise_linear" and "bin_edges" not in kwargs
+    reservoir = _Reservoir(bin_sample_rows, seed) if binned and numeric else None
     rows = 0
     for batch in data:
         features = batch[0] if isinstance(batch, tuple) else batch
@@ -504,15 +662,21 @@ def adapt_encoder(
             values = features[name].numpy()[:take].reshape(-1).tolist()
             # tf.string arrives as bytes; TabularEncoder.adapt sees str.
             counts[name].update(v.decode() if isinstance(v, bytes) else v for v in values)
+        columns = []
         for name in numeric:
             values = features[name].numpy()[:take].astype("float64").reshape(-1)
             if name in log_features:
                 values = np.sign(values) * np.log1p(np.abs(values))
+            columns.append(values)
             values = values[~np.isnan(values)]
             sums[name] += [values.size, values.sum(), np.square(values).sum()]
+        if reservoir is not None:
+            reservoir.add(np.stack(columns, axis=1))
         rows += take
         if max_rows is not None and rows >= max_rows:
             break
+    if not rows:
+        raise ValueError("adapt_encoder: the data has no rows.")
     vocabularies = {}
     for name, c in counts.items():
         kept = [v for v, k in c.most_common(max_tokens) if k >= min_count]
@@ -523,4 +687,36 @@ def adapt_encoder(
         var = max(squares / count - mean * mean, 0.0) if count else float("nan")
         std = float(np.sqrt(var))
         stats[name] = [float(mean), std if std > 0 else 1.0]
+    if reservoir is not None:
+        sample = reservoir.values()
+        kwargs["bin_edges"] = {
+            name: quantile_bin_edges(sample[:, j], num_bins) for j, name in enumerate(numeric)
+        }
     return TabularEncoder(vocabularies=vocabularies, numeric_stats=stats, **kwargs)
+
+
+class _Reservoir:
+    """A uniform sample of at most `size` rows of a stream (Algorithm R)."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        if size < 1:
+            raise ValueError(f"`bin_sample_rows` must be at least 1, got {size}.")
+        self.size, self.seen, self.rng = size, 0, np.random.default_rng(seed)
+        self.rows: np.ndarray | None = None
+
+    def add(self, block: np.ndarray) -> None:
+        if self.rows is None:
+            self.rows = np.empty((self.size, block.shape[1]), np.float64)
+        fill = min(self.size - min(self.seen, self.size), len(block))
+        self.rows[self.seen : self.seen + fill] = block[:fill]
+        rest = block[fill:]
+        if len(rest):
+            # Row number i (0-based) of the stream replaces a random slot with probability size/(i+1).
+            index = self.seen + fill + np.arange(len(rest))
+            slots = (self.rng.random(len(rest)) * (index + 1)).astype(np.int64)
+            keep = slots < self.size
+            self.rows[slots[keep]] = rest[keep]
+        self.seen += len(block)
+
+    def values(self) -> np.ndarray:
+        return self.rows[: min(self.seen, self.size)]

@@ -162,3 +162,129 @@ def test_model_trains_from_tfrecords(tmp_path):
     model.compile("adam")
     history = model.fit(ds, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
+
+
+def worker_ids(ds: tf.data.Dataset, workers: int, index: int) -> np.ndarray:
+    """Ids the worker `index` of `workers` reads: the rewrite MWMS applies
+    (tf.distribute's auto_shard_dataset, with the dataset's shard policy)."""
+    from tensorflow.python.distribute import input_ops
+
+    sharded = input_ops.auto_shard_dataset(ds, workers, index, workers)
+    return np.concatenate([x["id"].numpy() for x, *_ in sharded])
+
+
+@pytest.mark.parametrize("num_shards", [6, 1])
+def test_workers_read_disjoint_files_covering_all_rows(tmp_path, monkeypatch, num_shards):
+    # The policy is chosen for the cluster in TF_CONFIG: FILE (6 files), DATA (1 file).
+    monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config(["127.0.0.1:1", "127.0.0.1:2"], 0)))
+    df = frame(60)
+    files.write_tfrecords(df, str(tmp_path), FEATURES, TASKS, num_shards=num_shards)
+    # Each worker builds its own pipeline (as in its own process), seeded alike.
+    seen = [
+        worker_ids(files.from_tfrecords(tmp_path, batch_size=4, shuffle_buffer=16, seed=3), 2, i)
+        for i in range(2)
+    ]
+    assert not set(seen[0]) & set(seen[1])
+    assert sorted(np.concatenate(seen)) == list(np.arange(60.0))
+    if num_shards == 6:
+        # By FILE: rows are dealt round-robin, so file k holds the ids = k mod 6;
+        # worker i reads files i, i + 2, i + 4 and nothing else.
+        for i in range(2):
+            assert set(seen[i] % 6) == {i, i + 2, i + 4}
+
+
+def test_parquet_workers_read_their_own_files(tmp_path, monkeypatch):
+    df = frame(40)
+    for i, part in enumerate(np.array_split(np.arange(40), 4)):
+        df.iloc[part].to_parquet(tmp_path / f"part-{i}.parquet", index=False)
+    seen = []
+    for index in range(2):
+        config = tf_config(["127.0.0.1:1", "127.0.0.1:2"], index)
+        monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+        ds = files.from_parquet(tmp_path, FEATURES, TASKS, batch_size=8)
+        seen.append(np.concatenate([x["id"].numpy() for x, *_ in ds]))
+    assert not set(seen[0]) & set(seen[1])
+    assert sorted(np.concatenate(seen)) == list(np.arange(40.0))
+    assert set(seen[0]) == set(range(10)) | set(range(20, 30))  # files 0 and 2
+
+
+def test_bad_shards_fail_naming_the_file_and_column(tmp_path):
+    df = frame()
+    # CSV: a file whose header differs (columns shifted) would be read by position.
+    df.to_csv(tmp_path / "a.csv", index=False)
+    df[list(reversed(df.columns))].to_csv(tmp_path / "b.csv", index=False)
+    with pytest.raises(ValueError, match=r"b\.csv has the header"):
+        files.from_csv(str(tmp_path / "*.csv"), FEATURES, TASKS)
+    # Parquet: a shard without a column; a shard with a string in a numeric column.
+    pq_dir = tmp_path / "pq"
+    pq_dir.mkdir()
+    df.to_parquet(pq_dir / "a.parquet", index=False)
+    df.drop(columns=["age"]).to_parquet(pq_dir / "b.parquet", index=False)
+    with pytest.raises(ValueError, match=r"Feature columns \['age'\] are not in .*b\.parquet"):
+        files.from_parquet(pq_dir, FEATURES, TASKS)
+    df.assign(age="old").to_parquet(pq_dir / "b.parquet", index=False)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"b\.parquet.*column 'age'"):
+        list(files.from_parquet(pq_dir, FEATURES, TASKS, batch_size=64))
+    # TFRecord: a shard written with another schema; a file that is not a TFRecord.
+    tf_dir = tmp_path / "tf"
+    files.write_tfrecords(df, str(tf_dir), FEATURES, TASKS, num_shards=2)
+    other = files.write_tfrecords(df, str(tmp_path / "o"), ["id", "job"], TASKS, num_shards=1)
+    (tf_dir / "part-x.tfrecord").write_bytes(open(other[0], "rb").read())
+    with pytest.raises(ValueError, match=r"part-x\.tfrecord does not match .*'age': 'missing'"):
+        files.from_tfrecords(tf_dir)
+    unchecked = files.from_tfrecords(tf_dir, check_files=False)  # fails only when read
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Feature: age"):
+        list(unchecked)
+    (tf_dir / "part-x.tfrecord").write_bytes(b"not a tfrecord file at all")
+    with pytest.raises(ValueError, match=r"part-x\.tfrecord cannot be read"):
+        files.from_tfrecords(tf_dir)
+    # A shard damaged in the middle: only reading it finds it; verify_tfrecords names it.
+    (tf_dir / "part-x.tfrecord").unlink()
+    assert files.verify_tfrecords(tf_dir) == 37
+    shard = tf_dir / "part-00001-of-00002.tfrecord"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 4] = b"\xff\xff\xff\xff"
+    shard.write_bytes(bytes(data))
+    with pytest.raises(tf.errors.DataLossError):
+        list(files.from_tfrecords(tf_dir))
+    with pytest.raises(
+        ValueError, match=r"part-00001-of-00002\.tfrecord is damaged after \d+ good"
+    ):
+        files.verify_tfrecords(tf_dir)
+
+
+def test_write_tfrecords_from_chunks(tmp_path, reference):
+    df = frame()
+    chunks = (df.iloc[i : i + 10] for i in range(0, len(df), 10))
+    files.write_tfrecords(chunks, str(tmp_path), FEATURES, TASKS, MASKS, num_shards=3)
+    schema = json.loads((tmp_path / files.SCHEMA_FILE).read_text())
+    assert schema["rows"] == 37
+    assert_same(collect(files.from_tfrecords(tmp_path, batch_size=8)), as_bytes(reference))
+    # An integer label column that gets a gap in a later chunk cannot keep its type.
+    late_gap = df.assign(clicks=df["clicks"].astype("Int64"))
+    late_gap.loc[30, "clicks"] = pd.NA
+    chunks = [df.iloc[:20], late_gap.iloc[20:]]
+    with pytest.raises(ValueError, match=r"label column 'clicks' \(task 'clicks'\) is integer"):
+        files.write_tfrecords(chunks, str(tmp_path / "x"), FEATURES, TASKS, num_shards=2)
+
+
+def test_adapt_encoder_fits_piecewise_linear_bins(tmp_path):
+    df = frame(300)
+    files.write_tfrecords(df, str(tmp_path), FEATURES, TASKS, num_shards=3)
+    kwargs = dict(categorical=["job"], numeric=["age", "id"], log_features=["id"],
+                  numeric_encoding="piecewise_linear", num_bins=8, bin_embedding_dim=4)  # fmt: skip
+    features = {c: files.feature_array(df[c]) for c in ["job", "age", "id"]}
+    direct = mk.layers.TabularEncoder.adapt(features, **kwargs)
+    # A sample at least as large as the data: the same edges as adapt on all rows.
+    exact = files.adapt_encoder(files.from_tfrecords(tmp_path, batch_size=32), **kwargs)
+    for name in ("age", "id"):
+        np.testing.assert_allclose(exact.bin_edges[name], direct.bin_edges[name], rtol=1e-6)
+    assert exact.get_config()["bin_embedding_dim"] == 4
+    # A 100-row sample: edges near the full quantiles, and from the whole stream
+    # (the reservoir keeps late rows too).
+    sampled = files.adapt_encoder(
+        files.from_tfrecords(tmp_path, batch_size=32), bin_sample_rows=100, **kwargs
+    )
+    assert len(sampled.bin_edges["age"]) == len(direct.bin_edges["age"])
+    np.testing.assert_allclose(sampled.bin_edges["age"][1:-1], direct.bin_edges["age"][1:-1],
+                               atol=6.0)  # fmt: skip
