@@ -12,12 +12,14 @@ cores where XLA's CPU code mostly uses one. So on a CPU-only machine:
 - aggregators with `rep_grad=True` (one backward pass through the trunk,
   plus a small solver) run without XLA too, but their solver
   (`direction_and_weights`) is compiled as its own XLA cluster
-  (`solver_fn`): it is many small ops and `tf.while_loop`s that XLA fuses
-  (per-step CPU time of upgrad@rep at T=3: 2.49 ms all-XLA, 2.21 ms
-  no XLA, 2.14 ms solver-only XLA; static 1.77 ms). CAGrad's step, whose
-  float64 projected-gradient loop dominates, stays all-XLA (2.35 ms vs 3.04);
+  (`solver_fn`): it is many small ops and `tf.while_loop`s that XLA fuses.
+  Per-step CPU time at T=3 (2026-12-03, load average ~2, min of 8 blocks),
+  all-XLA vs no-XLA + XLA solver: cagrad@rep 2.66 vs 2.46 ms, dualproj@rep
+  2.55 vs 2.32, config@rep 2.58 vs 2.38 (wall times equal within noise);
+  static 1.93;
 - full-Jacobian aggregators keep Keras's "auto" (XLA when every layer
-  supports it): the vectorised Jacobian and its Gramian fuse well.
+  supports it): at T=8 the all-XLA step was faster (wall, min of 6 blocks:
+  upgrad 6.97 vs 8.13 ms, mgda 6.31 vs 7.87, pcgrad 5.88 vs 7.11).
 
 On GPUs/TPUs Keras's "auto" is kept for all.
 """
@@ -93,8 +95,9 @@ def compile_defaults(weighting: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-#: aggregators whose `rep_grad` step is faster all-XLA on CPU (measured)
-XLA_STEP_ON_CPU = frozenset({"CAGrad"})
+#: aggregator class names whose `rep_grad` step should stay all-XLA on CPU
+#: (none measured so: `benchmarks/weighting_speed.py --goals --alt-jit`)
+XLA_STEP_ON_CPU: frozenset[str] = frozenset()
 
 
 def solver_fn(strategy: Any) -> Any:

@@ -54,13 +54,14 @@ def test_rep_grad_aggregators_run_without_xla_but_with_an_xla_solver_on_cpu(monk
     upgrad.rep_grad = True
     assert cd.compile_defaults(upgrad, {})["jit_compile"] is False
     assert upgrad.jit_solver
-    # Explicit jit_compile, CAGrad (faster all-XLA), full Jacobian: no solver cluster.
+    # Explicit jit_compile, an all-XLA exception, full Jacobian: no solver cluster.
     assert cd.compile_defaults(upgrad, {"jit_compile": True}) == {
         "jit_compile": True, "steps_per_execution": cd.DEFAULT_STEPS_PER_EXECUTION
     }  # fmt: skip
     assert not upgrad.jit_solver
     cagrad = get("cagrad")
     cagrad.rep_grad = True
+    monkeypatch.setattr(cd, "XLA_STEP_ON_CPU", frozenset({"CAGrad"}))
     assert "jit_compile" not in cd.compile_defaults(cagrad, {}) and not cagrad.jit_solver
     assert "jit_compile" not in cd.compile_defaults(get("mgda"), {})
     monkeypatch.setattr(cd, "_accelerator", lambda: True)
