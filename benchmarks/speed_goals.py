@@ -201,6 +201,11 @@ def run_goals(
             for suffix in suffixes:
                 for name in aggregators:
                     rows[t].append(Row(f"{name}@rep{suffix} vs Static", "rep"))
+        # The first call of each model after the others were built is slow
+        # (~150 ms, measured: once per model): one untimed block each first.
+        for t in tasks:
+            for run in runs[t].values():
+                _block_timer(run, steps)()
         shuffler = np.random.default_rng(1)
         for _ in range(rounds):
             for t in tasks:
