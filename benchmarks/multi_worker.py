@@ -13,7 +13,9 @@ parameter Jacobian; "upgrad@rep" representation Jacobian), it runs
 - the bytes passed to collectives per step, recorded while the step is
   traced (`ReplicaContext.all_reduce` / `all_gather`, which both Keras's
   optimizer and mtl_keras use), split into gradient all-reduce (Keras),
-  Jacobian all-reduce / all-gather (aggregators) and small scalars;
+  Jacobian all-reduce / all-gather (aggregators), the metric states
+  (`mtl_keras.distribute.metric_sync`: logs from summed metric variables)
+  and small scalars;
 - a ring all-reduce model of the speed-up on N workers at 10/25/100 Gb/s:
   t(N) = t_compute(1)/N + sum over collectives of
   2(N-1)/N * bytes / bandwidth (all-reduce) or (N-1)/N * bytes / bandwidth
@@ -41,6 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 LATENCY_S = 25e-6
 BANDWIDTHS_GBPS = (10, 25, 100)
 NODES = (2, 4, 8, 16, 32)
+KINDS = ("gradients", "jacobian_all_reduce", "jacobian_all_gather", "metric_states", "scalars")
 
 
 # ----------------------------------------------------------------- worker
@@ -50,14 +53,13 @@ def _record_collectives(log: dict) -> dict:
     Jacobian all-reduce or all-gather, or a few scalars. Returns the counters."""
     import tensorflow as tf
 
-    counters = {
-        kind: tf.Variable(0, dtype=tf.int64, trainable=False)
-        for kind in ("gradients", "jacobian_all_reduce", "jacobian_all_gather", "scalars")
-    }
+    counters = {kind: tf.Variable(0, dtype=tf.int64, trainable=False) for kind in KINDS}
 
     def count(kind_of_value, value) -> None:
         parts = [t for t in tf.nest.flatten(value, expand_composites=True) if t is not None]
         static = sum(int(t.shape.num_elements() or 1 << 20) for t in parts)
+        if not kind_of_value and "metric_states" in tf.get_current_name_scope():
+            kind_of_value = "metric_states"
         kind = kind_of_value if kind_of_value else (
             "gradients" if len(parts) > 1 else "scalars" if static <= 1024 else "jacobian_all_reduce"
         )  # fmt: skip
@@ -202,13 +204,16 @@ def classify(collectives: dict, workers: int = 1) -> dict[str, int]:
     depend on the worker count at a fixed global batch."""
     out = dict(collectives)
     out["jacobian_all_gather"] = out.get("jacobian_all_gather", 0) * workers
+    out.setdefault("metric_states", 0)  # reports from before metric_sync
     return out
 
 
 def speedup(t1: float, volumes: dict[str, int], n: int, gbps: float) -> float:
     """Modelled speed-up over 1 worker at a fixed global batch."""
     bandwidth = gbps * 1e9 / 8
-    reduce_bytes = volumes["gradients"] + volumes["jacobian_all_reduce"] + volumes["scalars"]
+    reduce_bytes = sum(
+        volumes.get(k, 0) for k in ("gradients", "jacobian_all_reduce", "metric_states", "scalars")
+    )
     comm = 2 * (n - 1) / n * reduce_bytes / bandwidth
     comm += (n - 1) / n * volumes["jacobian_all_gather"] / bandwidth
     comm += 2 * (n - 1) * LATENCY_S * 3  # ~3 collective rounds per step
@@ -232,8 +237,11 @@ def report(results: list[dict], batch: int) -> None:
         "\nCollective bytes per step (recorded at trace time on 2 workers; all-gather: the "
         "gathered global-batch size):\n"
     )
-    print("| model | weighting | gradients | Jacobian all-reduce | Jacobian all-gather | scalars |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(
+        "| model | weighting | gradients | Jacobian all-reduce | Jacobian all-gather | "
+        "metric states | scalars |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
     multi = {(r["model"], r["weighting"]): r for r in results if r["workers"] > 1}
     single = {(r["model"], r["weighting"]): r for r in results if r["workers"] == 1}
     volumes = {}
@@ -242,7 +250,7 @@ def report(results: list[dict], batch: int) -> None:
         volumes[key] = v
         print(
             f"| {key[0]} | {key[1]} | {v['gradients']:,} | {v['jacobian_all_reduce']:,} | "
-            f"{v['jacobian_all_gather']:,} | {v['scalars']:,} |"
+            f"{v['jacobian_all_gather']:,} | {v['metric_states']:,} | {v['scalars']:,} |"
         )
     # A full parameter Jacobian all-reduces T x P_shared float32 (not run on
     # the 10M model here: 10 backward passes and ~400 MB per step).
@@ -255,7 +263,7 @@ def report(results: list[dict], batch: int) -> None:
         single.setdefault((key[0], "upgrad (bytes computed)"), single.get(key))
         print(
             f"| {key[0]} | upgrad (computed, T x P_shared x 4) | {v['gradients']:,} | "
-            f"{v['jacobian_all_reduce']:,} | 0 | {v['scalars']:,} |"
+            f"{v['jacobian_all_reduce']:,} | 0 | {v['metric_states']:,} | {v['scalars']:,} |"
         )
     print(
         "\nModelled speed-up at a fixed global batch (ring all-reduce, "

@@ -24,6 +24,10 @@ from typing import Any, Iterator
 import keras
 import tensorflow as tf
 
+from mtl_keras.distribute.cluster import is_multi_worker
+
+#: name scope of the metric-state all-reduce
+NAME_SCOPE = "metric_states"
 _OPS = {"sum": tf.distribute.ReduceOp.SUM, "mean": tf.distribute.ReduceOp.MEAN}
 
 
@@ -67,9 +71,10 @@ def global_state(model: keras.Model) -> Iterator[None]:
     packed = [tf.concat([tf.reshape(v.value, [-1]) for v in groups[k]], axis=0) for k in keys]
     # One collective per (aggregation, dtype) group, batched in one call.
     reduced: list[Any] = []
-    for op in {k[0] for k in keys}:
+    for op in sorted({k[0] for k in keys}):  # the same order on every worker
         idx = [i for i, k in enumerate(keys) if k[0] == op]
-        values = ctx.all_reduce(_OPS[op], [packed[i] for i in idx])
+        with tf.name_scope(NAME_SCOPE):  # benchmarks/multi_worker.py counts these bytes
+            values = ctx.all_reduce(_OPS[op], [packed[i] for i in idx])
         reduced += list(zip(idx, values))
     reduced_by_key = {keys[i]: value for i, value in reduced}
     mapping = []
@@ -107,5 +112,9 @@ def global_logs(model: keras.Model, logs: Any) -> Any:
     with global_state(model):
         results = model.get_metrics_result()
     merged = {key: results.get(key, value) for key, value in logs.items()}
-    # Every log is a global result: the MWMS step skips its log all-reduce.
-    return GlobalLogs(merged) if set(logs) <= set(results) else merged
+    # Every log is a global result: the MWMS step (keras_fixes.step_function)
+    # skips its log all-reduce. Only there: Keras's own reduction (other
+    # strategies) treats a dict subclass as one leaf.
+    if set(logs) <= set(results) and is_multi_worker(tf.distribute.get_strategy()):
+        return GlobalLogs(merged)
+    return merged

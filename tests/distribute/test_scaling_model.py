@@ -16,7 +16,14 @@ spec.loader.exec_module(bench)
 def test_classify_scales_the_gathered_block():
     per_replica = {"gradients": 400_000, "jacobian_all_reduce": 800_000,
                    "jacobian_all_gather": 65_536, "scalars": 52}  # fmt: skip
-    assert bench.classify(per_replica, workers=2) == dict(per_replica, jacobian_all_gather=131_072)
+    # A report from before metric_sync has no metric-state bytes: 0.
+    expected = dict(per_replica, jacobian_all_gather=131_072, metric_states=0)
+    assert bench.classify(per_replica, workers=2) == expected
+    # The metric states are all-reduced like gradients: they count in the model.
+    volumes = dict(expected, scalars=0)
+    assert bench.speedup(1.0, dict(volumes, metric_states=1e9), 2, 10) < bench.speedup(
+        1.0, volumes, 2, 10
+    )
 
 
 def test_speedup_model():
