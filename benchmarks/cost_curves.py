@@ -16,9 +16,10 @@ linear regression heads), batch 256, compiled as users compile it
 
 Step time is the median over `--rounds` blocks of `train_function` calls
 (32 steps each), strategies interleaved within a round so that machine load
-hits all alike. Peak memory of the full-Jacobian step is measured in a
-subprocess per point (peak RSS after the steps minus peak RSS after building
-the model and running one static step) and printed next to T·P·4 bytes, the
+hits all alike. Peak memory of the static and the full-Jacobian step is
+measured in a fresh subprocess per T (`peak_memory_mb`: TensorFlow's own
+allocator statistics, the peak of live tensors during steady-state steps
+above what is allocated before them) and printed next to T·P·4 bytes, the
 size of the Jacobian itself.
 
     python benchmarks/cost_curves.py [--quick] [--tasks 2 4 8 16 32]
@@ -101,29 +102,47 @@ def time_point(num_tasks: int, width: int, rounds: int, calls: int) -> dict[str,
 
 
 _MEMORY = """
-import json, resource, sys
+import json, sys
 sys.path.insert(0, {root!r})
+import tensorflow as tf
 from benchmarks.cost_curves import build, data
-t, w = {t}, {w}
 import benchmarks.cost_curves as cc; cc.COMPILE_KWARGS.update({kwargs!r})
-base = build(t, w, "static"); base.make_train_function(); base.train_function(data(t))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-model = build(t, w, "upgrad"); model.make_train_function(); it = data(t)
-for _ in range(2):
-    float(model.train_function(it)["loss"])
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps((after - before) / 1024))
+
+out = {{}}
+for label in ("static", "upgrad"):
+    model = build({t}, {w}, label); model.make_train_function(); it = data({t})
+    for _ in range(2):  # trace, compile, warm up
+        float(model.train_function(it)["loss"])
+    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    for _ in range(3):
+        float(model.train_function(it)["loss"])
+    out[label] = (tf.config.experimental.get_memory_info("CPU:0")["peak"] - before) / 2**20
+print(json.dumps(out))
 """
 
 
-def peak_memory_mb(num_tasks: int, width: int) -> float:
-    """Extra peak RSS (MB) of full-Jacobian steps over a static step, in a fresh process."""
+def peak_memory_mb(num_tasks: int, width: int) -> dict[str, float]:
+    """Peak memory (MB) of live tensors a training step adds above what is
+    allocated before it, for the static and the full-Jacobian (`upgrad`)
+    step, in a fresh process.
+
+    TensorFlow's CPU allocator keeps freed memory, so RSS only shows a
+    high-water mark that includes compilation. Instead the subprocess runs
+    with `TF_CPU_ALLOCATOR_USE_BFC=true`, which gives the CPU device the
+    allocator GPUs use, with its statistics:
+    `tf.config.experimental.get_memory_info("CPU:0")` after
+    `reset_memory_stats` reports the steps' peak (activations, Jacobian,
+    Gramian, gradients, XLA's temporary buffers).
+    """
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = _MEMORY.format(root=root, t=num_tasks, w=width, kwargs=COMPILE_KWARGS)
+    env = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "true"}
     out = subprocess.run(
-        [sys.executable, "-c", _MEMORY.format(root=root, t=num_tasks, w=width, kwargs=COMPILE_KWARGS)],
-        capture_output=True, text=True, timeout=900, check=True,
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=900, check=True,
+        env=env,
     )  # fmt: skip
-    return float(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def plot(results: dict[str, Any], path: str) -> None:
@@ -164,9 +183,14 @@ def plot(results: dict[str, Any], path: str) -> None:
     mem = results.get("memory", {})
     if mem:
         tp = np.array([t * shared_params(w0) for t in tasks if str(t) in mem], float)
-        ax.plot(tp, [mem[str(t)] for t in tasks if str(t) in mem], "o-", label="measured")
+        ax.plot(
+            tp, [mem[str(t)] for t in tasks if str(t) in mem], "o-", label="upgrad (full Jacobian)"
+        )
+        static = results.get("memory_static", {})
+        if static:
+            ax.plot(tp, [static[str(t)] for t in tasks if str(t) in mem], "o-", label="static")
         ax.plot(tp, tp * 4 / 2**20, "k:", label="T·P float32 (the Jacobian)")
-        ax.set(xscale="log", yscale="log", xlabel="T·P", ylabel="extra peak RSS (MB)",
+        ax.set(xscale="log", yscale="log", xlabel="T·P", ylabel="step peak of live tensors (MB)",
                title="full-Jacobian step: memory vs T·P")  # fmt: skip
         ax.legend(fontsize=8)
     else:
@@ -187,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks-for-widths", type=int, default=8)
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument(
+        "--memory-only", action="store_true", help="only the memory table (no timing, no plot)"
+    )
+    parser.add_argument(
         "--jit-compile",
         choices=["true", "false"],
         default=None,
@@ -205,10 +232,13 @@ def main(argv: list[str] | None = None) -> int:
         "tasks_for_widths": args.tasks_for_widths, "by_tasks": {}, "by_width": {},
         "note": args.note or f"batch {BATCH}, trunk {DEPTH} x W, median of {rounds} rounds",
     }  # fmt: skip
-    print(f"| T | W | P | {' | '.join(STRATEGIES)} |  (ms/step)")
-    print("|---|---|---|" + "---|" * len(STRATEGIES))
+    if not args.memory_only:
+        print(f"| T | W | P | {' | '.join(STRATEGIES)} |  (ms/step)")
+        print("|---|---|---|" + "---|" * len(STRATEGIES))
     points = [(t, args.width_for_tasks) for t in args.tasks]
     points += [(args.tasks_for_widths, w) for w in args.widths if w != args.width_for_tasks]
+    if args.memory_only:
+        points, args.png = [], None
     for t, w in points:
         ms = time_point(t, w, rounds, calls)
         if w == args.width_for_tasks:
@@ -220,14 +250,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_memory:
         results["memory"] = {}
         print(
-            "\n| T | T·P (M floats) | Jacobian (MB) | extra peak RSS of the full-Jacobian step (MB) |"
+            "\n| T | T·P (M floats) | Jacobian T·P·4 (MB) | step peak of live tensors (MB): "
+            "full-Jacobian | static |"
         )
-        print("|---|---|---|---|")
+        print("|---|---|---|---|---|")
         for t in args.tasks:
             mb = peak_memory_mb(t, args.width_for_tasks)
-            results["memory"][str(t)] = mb
+            results["memory"][str(t)] = mb["upgrad"]
+            results.setdefault("memory_static", {})[str(t)] = mb["static"]
             tp = t * shared_params(args.width_for_tasks)
-            print(f"| {t} | {tp / 1e6:.2f} | {tp * 4 / 2**20:.1f} | {mb:.1f} |", flush=True)
+            print(f"| {t} | {tp / 1e6:.2f} | {tp * 4 / 2**20:.1f} | {mb['upgrad']:.1f} | "
+                  f"{mb['static']:.1f} |", flush=True)  # fmt: skip
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -3,8 +3,7 @@
 Same MLP for all: input 64, shared trunk 3 x 256 (ReLU), T linear regression
 heads (T = 3 and 8), batch 256, SGD, compiled as users compile it: no
 `jit_compile` / `steps_per_execution` argument, so `MultiTaskModel.compile`'s
-defaults apply (`mtl_keras.compile_defaults`: 32 steps per call; XLA off on
-CPU for loss weightings, Keras's "auto" for aggregators); `--jit-compile`
+defaults apply (`mtl_keras.compile_defaults`); `--jit-compile`
 and `--steps-per-execution` override them for every row. Strategies are
 timed in alternation over rounds, in a new random order every round, each
 block of steps next to a block of `Static` steps; the median over
@@ -19,8 +18,16 @@ one block right after each of our full-Jacobian blocks of the same method,
 and the table shows the median over rounds of our block time divided by
 torchjd's.
 
-    python benchmarks/weighting_speed.py [--quick] [--threads 2] [--only LABEL ...]
+    python benchmarks/weighting_speed.py [--quick] [--threads N] [--only LABEL ...]
         [--torch-python PATH]
+
+`--goals` instead measures issue #15's goals table in one run (plain step vs
+PyTorch, every full-Jacobian aggregator vs torchjd, every `rep_grad`
+aggregator vs Static, at T = 3 and 8, `--rounds` consecutive runs reported
+separately; see `benchmarks/speed_goals.py`) and writes it to
+benchmarks/results/goals.md (~10 min on 2 quiet cores):
+
+    python benchmarks/weighting_speed.py --goals --torch-python /path/to/torch/python
 """
 
 from __future__ import annotations
@@ -67,7 +74,8 @@ TORCH_SCRIPT = textwrap.dedent(
 
     T, threads, names = json.loads(sys.argv[1])
     ctors = json.loads(sys.argv[2])
-    torch.set_num_threads(threads)
+    if threads:  # else torch's default (the machine's cores), as users run it
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
     trunk = torch.nn.Sequential(
         torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
@@ -192,6 +200,10 @@ def time_ours(
         float(logs["loss"])  # wait for the last step
         return (time.perf_counter() - start) / (calls * per_call)
 
+    # The first call of each model after the others were built is slow
+    # (~150 ms once per model): one untimed block each before timing.
+    for label in runs:
+        block(label)
     order = [label for label in runs if label != "static"]
     shuffler = np.random.default_rng(1)
     for r in range(rounds):
@@ -231,7 +243,7 @@ class TorchTimer:
     crash), one block of steps per request, so that its blocks interleave
     with ours and both see the same machine state."""
 
-    def __init__(self, python: str, num_tasks: int, threads: int, names: list[str]) -> None:
+    def __init__(self, python: str, num_tasks: int, threads: int | None, names: list[str]) -> None:
         args = json.dumps([num_tasks, threads, ["static", *names]])
         self.proc = subprocess.Popen(
             [python, "-c", TORCH_SCRIPT, args, json.dumps(TORCHJD)],
@@ -261,7 +273,7 @@ class TorchTimer:
 
 
 def torch_timer(
-    python: str | None, num_tasks: int, threads: int, only: list[str] | None
+    python: str | None, num_tasks: int, threads: int | None, only: list[str] | None
 ) -> TorchTimer | None:
     if python is None:
         if importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchjd") is None:
@@ -274,7 +286,11 @@ def torch_timer(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and steps")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="intra/inter-op threads of both frameworks (default: each one's own default, "
+        "as users run them; earlier README tables used 2)",
+    )  # fmt: skip
     parser.add_argument("--tasks", type=int, nargs="+", default=[3, 8])
     parser.add_argument(
         "--only", nargs="+", metavar="LABEL",
@@ -294,8 +310,21 @@ def main() -> None:
         "--steps-per-execution",
         type=int,
         default=None,
-        help="override the compile default (32) for every row",
+        help="override the compile default for every row",
     )
+    goals = parser.add_argument_group("goals table (--goals)")
+    goals.add_argument("--goals", action="store_true", help="measure issue #15's goals table")
+    goals.add_argument("--rounds", type=int, default=3, help="consecutive runs (default 3)")
+    goals.add_argument("--repeats", type=int, default=3, help="block pairs per cell (default 3)")
+    goals.add_argument("--steps", type=int, default=48, help="steps per block (default 48)")
+    goals.add_argument(
+        "--alt-jit", action="store_true",
+        help="also each aggregator all-XLA (~xla) and no-XLA + XLA solver (~solver); ~2x longer",
+    )  # fmt: skip
+    goals.add_argument(
+        "--out", default=os.path.join(os.path.dirname(__file__), "results", "goals.md"),
+        help="markdown file for the table ('' to only print it)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.jit_compile is not None:
         COMPILE_KWARGS["jit_compile"] = {"true": True, "false": False}.get(args.jit_compile, "auto")
@@ -307,8 +336,22 @@ def main() -> None:
 
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+
+    if args.goals:
+        # speed_goals imports this module by name: let it see this instance
+        # (and the COMPILE_KWARGS set above), not a second copy.
+        sys.modules.setdefault("weighting_speed", sys.modules[__name__])
+        import speed_goals
+
+        table = speed_goals.run_goals(
+            args.tasks, args.rounds, args.repeats, args.steps, args.threads,
+            args.torch_python, args.only, args.out or None, args.alt_jit,
+        )  # fmt: skip
+        print(table)
+        return
 
     # One table per T, printed as soon as it is measured.
     for t in args.tasks:

@@ -5,10 +5,23 @@ Measured on a 2-core CPU (benchmarks/weighting_speed.py, issue #15): one
 `fit` step of a small MLP is dominated by Keras's per-call dispatch and the
 per-batch callback work at `steps_per_execution=1` (1.6-2.7 ms of ~5.5 ms);
 running 32 steps per call removes most of it. On CPU, XLA made the plain
-(one backward pass) step slower than TF's oneDNN kernels, so loss-weighting
-strategies run without it there; gradient aggregators keep Keras's "auto"
-(XLA when every layer supports it), since their per-step solvers are many
-small ops that XLA fuses. On GPUs/TPUs Keras's "auto" is kept for all.
+(one backward pass) step slower than TF's oneDNN kernels, which use both
+cores where XLA's CPU code mostly uses one. So on a CPU-only machine:
+
+- loss weightings run without XLA;
+- aggregators with `rep_grad=True` (one backward pass through the trunk,
+  plus a small solver) run without XLA too, but their solver
+  (`direction_and_weights`) is compiled as its own XLA cluster
+  (`solver_fn`): it is many small ops and `tf.while_loop`s that XLA fuses.
+  Per-step CPU time at T=3 (2026-12-03, load average ~2, min of 8 blocks),
+  all-XLA vs no-XLA + XLA solver: cagrad@rep 2.66 vs 2.46 ms, dualproj@rep
+  2.55 vs 2.32, config@rep 2.58 vs 2.38 (wall times equal within noise);
+  static 1.93;
+- full-Jacobian aggregators keep Keras's "auto" (XLA when every layer
+  supports it): at T=8 the all-XLA step was faster (wall, min of 6 blocks:
+  upgrad 6.97 vs 8.13 ms, mgda 6.31 vs 7.87, pcgrad 5.88 vs 7.11).
+
+On GPUs/TPUs Keras's "auto" is kept for all.
 """
 
 from __future__ import annotations
@@ -51,9 +64,8 @@ def compile_defaults(weighting: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     Returns:
         A new dict: `steps_per_execution` defaults to
         `DEFAULT_STEPS_PER_EXECUTION` (1 when `run_eagerly` or under
-        MultiWorkerMirroredStrategy); `jit_compile` defaults to False on a
-        CPU-only machine for strategies that are not gradient aggregators,
-        else Keras's "auto".
+        MultiWorkerMirroredStrategy); `jit_compile` defaults as the module
+        docstring says. Sets `weighting.jit_solver` (see `solver_fn`).
 
     Example:
     >>> from mtl_keras.weighting import get
@@ -66,7 +78,51 @@ def compile_defaults(weighting: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     eager = bool(out.get("run_eagerly"))
     if "steps_per_execution" not in out and not eager and not _multi_worker():
         out["steps_per_execution"] = DEFAULT_STEPS_PER_EXECUTION
-    if "jit_compile" not in out and not eager:
-        if not isinstance(weighting, GradientAggregator) and not _accelerator():
+    solver = False
+    if "jit_compile" not in out and not eager and not _accelerator():
+        if not isinstance(weighting, GradientAggregator):
             out["jit_compile"] = False
+        elif (
+            weighting.rep_grad
+            and not tf.distribute.has_strategy()  # state updates stay in the step
+            and type(weighting).__name__ not in XLA_STEP_ON_CPU
+        ):
+            out["jit_compile"] = False
+            solver = True
+    if isinstance(weighting, GradientAggregator):
+        # Set on every compile: a recompile with other arguments resets it.
+        weighting.jit_solver = solver
     return out
+
+
+#: aggregator class names whose `rep_grad` step should stay all-XLA on CPU
+#: (none measured so: `benchmarks/weighting_speed.py --goals --alt-jit`)
+XLA_STEP_ON_CPU: frozenset[str] = frozenset()
+
+
+def solver_fn(strategy: Any) -> Any:
+    """`strategy.direction_and_weights`, as its own XLA cluster when
+    `strategy.jit_solver` is set (by `compile_defaults`, for a step that runs
+    without XLA): the solvers are many small ops and `tf.while_loop`s that
+    XLA fuses, while the step's large matmuls run faster on oneDNN.
+
+    Args:
+        strategy: a `mtl_keras.weighting.GradientAggregator`.
+
+    Returns:
+        A callable `jacobian -> (direction, weights)`.
+
+    Example:
+    >>> from mtl_keras.weighting import get
+    >>> upgrad = get("upgrad")
+    >>> solver_fn(upgrad) == upgrad.direction_and_weights
+    True
+    """
+    if not getattr(strategy, "jit_solver", False):
+        return strategy.direction_and_weights
+    fn = strategy.__dict__.get("_jit_solver_fn")
+    if fn is None:
+        fn = tf.function(strategy.direction_and_weights, jit_compile=True)
+        # Not a tracked attribute: a cache, rebuilt after deserialisation.
+        object.__setattr__(strategy, "_jit_solver_fn", fn)
+    return fn

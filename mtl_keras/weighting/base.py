@@ -79,6 +79,7 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 
+from mtl_keras.compile_defaults import solver_fn
 from mtl_keras.tasks import Task
 from mtl_keras.weighting import _ops
 from mtl_keras.weighting.jacobian import (
@@ -312,6 +313,10 @@ class GradientAggregator(Weighting):
     #: given by `combination` (then `w` is logged as the task weights);
     #: aggregators that are not (GradDrop) override `aggregate` instead.
     is_combination: bool = True
+    #: run `direction_and_weights` as its own XLA cluster (set by
+    #: `MultiTaskModel.compile` for a step without XLA on CPU; see
+    #: `mtl_keras.compile_defaults`)
+    jit_solver: bool = False
 
     def __init__(self, rep_grad: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -341,7 +346,7 @@ class GradientAggregator(Weighting):
         weights = tf.ones_like(task_losses)
         return tf.reduce_sum(task_losses), weights
 
-    def direction_and_weights_or_nan(self, jacobian: Any) -> tuple[Any, Any]:
+    def direction_and_weights_or_nan(self, jacobian: Any, solve: Any = None) -> tuple[Any, Any]:
         """`direction_and_weights`, NaN when the Jacobian is not finite.
 
         Solvers (`tf.linalg.solve`, eigendecompositions) raise an opaque
@@ -350,9 +355,8 @@ class GradientAggregator(Weighting):
         stop (see `mtl_keras.contracts`).
         """
         ok = tf.reduce_all(tf.math.is_finite(jacobian))
-        direction, weights = self.direction_and_weights(
-            tf.where(ok, jacobian, tf.zeros_like(jacobian))
-        )
+        solve = solve or self.direction_and_weights
+        direction, weights = solve(tf.where(ok, jacobian, tf.zeros_like(jacobian)))
         nan = tf.constant(float("nan"))
         return (
             tf.where(ok, direction, tf.cast(nan, direction.dtype)),
@@ -385,7 +389,10 @@ class GradientAggregator(Weighting):
         weights = tf.ones_like(ctx.task_losses)
         shared_vars = [ctx.variables[i] for i in ctx.shared]
         if shared_vars:
-            direction, weights = self.direction_and_weights_or_nan(source.matrix(ctx, shared_vars))
+            # XLA for the solver alone on CPU (compile_defaults)
+            direction, weights = self.direction_and_weights_or_nan(
+                source.matrix(ctx, shared_vars), solve=solver_fn(self)
+            )
             for i, g in zip(ctx.shared, source.pull_back(ctx, direction, shared_vars)):
                 grads[i] = g
         shared = set(ctx.shared)
