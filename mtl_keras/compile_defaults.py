@@ -12,7 +12,7 @@ cores where XLA's CPU code mostly uses one. So on a CPU-only machine:
 - aggregators with `rep_grad=True` (one backward pass through the trunk,
   plus a small solver) run without XLA too, but their solver
   (`direction_and_weights`) is compiled as its own XLA cluster
-  (`solver_fn`): it is many small ops and `tf.while_loop`s that XLA fuses.
+  (`GradientAggregator.solver`): it is many small ops and `tf.while_loop`s that XLA fuses.
   Per-step CPU time at T=3 (2026-12-03, load average ~2, min of 8 blocks),
   all-XLA vs no-XLA + XLA solver: cagrad@rep 2.66 vs 2.46 ms, dualproj@rep
   2.55 vs 2.32, config@rep 2.58 vs 2.38 (wall times equal within noise);
@@ -65,7 +65,7 @@ def compile_defaults(weighting: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         A new dict: `steps_per_execution` defaults to
         `DEFAULT_STEPS_PER_EXECUTION` (1 when `run_eagerly` or under
         MultiWorkerMirroredStrategy); `jit_compile` defaults as the module
-        docstring says. Sets `weighting.jit_solver` (see `solver_fn`).
+        docstring says. Sets `weighting.jit_solver` (see `GradientAggregator.solver`).
 
     Example:
     >>> from mtl_keras.weighting import get
@@ -98,31 +98,3 @@ def compile_defaults(weighting: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
 #: aggregator class names whose `rep_grad` step should stay all-XLA on CPU
 #: (none measured so: `benchmarks/weighting_speed.py --goals --alt-jit`)
 XLA_STEP_ON_CPU: frozenset[str] = frozenset()
-
-
-def solver_fn(strategy: Any) -> Any:
-    """`strategy.direction_and_weights`, as its own XLA cluster when
-    `strategy.jit_solver` is set (by `compile_defaults`, for a step that runs
-    without XLA): the solvers are many small ops and `tf.while_loop`s that
-    XLA fuses, while the step's large matmuls run faster on oneDNN.
-
-    Args:
-        strategy: a `mtl_keras.weighting.GradientAggregator`.
-
-    Returns:
-        A callable `jacobian -> (direction, weights)`.
-
-    Example:
-    >>> from mtl_keras.weighting import get
-    >>> upgrad = get("upgrad")
-    >>> solver_fn(upgrad) == upgrad.direction_and_weights
-    True
-    """
-    if not getattr(strategy, "jit_solver", False):
-        return strategy.direction_and_weights
-    fn = strategy.__dict__.get("_jit_solver_fn")
-    if fn is None:
-        fn = tf.function(strategy.direction_and_weights, jit_compile=True)
-        # Not a tracked attribute: a cache, rebuilt after deserialisation.
-        object.__setattr__(strategy, "_jit_solver_fn", fn)
-    return fn

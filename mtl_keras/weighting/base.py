@@ -79,7 +79,6 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 
-from mtl_keras.compile_defaults import solver_fn
 from mtl_keras.tasks import Task
 from mtl_keras.weighting import _ops
 from mtl_keras.weighting.jacobian import (
@@ -346,6 +345,30 @@ class GradientAggregator(Weighting):
         weights = tf.ones_like(task_losses)
         return tf.reduce_sum(task_losses), weights
 
+    def solver(self) -> Any:
+        """`direction_and_weights`, as its own XLA cluster when `jit_solver` is
+        set (by `mtl_keras.compile_defaults`, for a step that runs without
+        XLA): the solvers are many small ops and `tf.while_loop`s that XLA
+        fuses, while the step's large matmuls run faster on oneDNN.
+
+        Returns:
+            A callable `jacobian -> (direction, weights)`.
+
+        Example:
+        >>> from mtl_keras.weighting import get
+        >>> upgrad = get("upgrad")
+        >>> upgrad.solver() == upgrad.direction_and_weights
+        True
+        """
+        if not self.jit_solver:
+            return self.direction_and_weights
+        fn = self.__dict__.get("_jit_solver_fn")
+        if fn is None:
+            fn = tf.function(self.direction_and_weights, jit_compile=True)
+            # Not a tracked attribute: a cache, rebuilt after deserialisation.
+            object.__setattr__(self, "_jit_solver_fn", fn)
+        return fn
+
     def direction_and_weights_or_nan(self, jacobian: Any, solve: Any = None) -> tuple[Any, Any]:
         """`direction_and_weights`, NaN when the Jacobian is not finite.
 
@@ -391,7 +414,7 @@ class GradientAggregator(Weighting):
         if shared_vars:
             # XLA for the solver alone on CPU (compile_defaults)
             direction, weights = self.direction_and_weights_or_nan(
-                source.matrix(ctx, shared_vars), solve=solver_fn(self)
+                source.matrix(ctx, shared_vars), solve=self.solver()
             )
             for i, g in zip(ctx.shared, source.pull_back(ctx, direction, shared_vars)):
                 grads[i] = g
