@@ -31,7 +31,8 @@ demo: install
 test: install
 	$(VENV)/bin/pytest -q -n auto
 
-# The developer loop: everything but the tests marked slow (those still run in `make test`).
+# The developer loop (< 3 min on 2 cores): everything but the tests marked slow, explicitly or
+# through tests/slow_tier.txt (those still run in `make test`).
 test-fast: install
 	$(VENV)/bin/pytest -q -n auto -m "not slow"
 

@@ -177,6 +177,7 @@ def plot(results: dict[str, Any], path: str) -> None:
     ax.plot(ps, ref * ps / ps[0], "k:", label="∝ P")
     ax.set(xscale="log", yscale="log", xlabel="shared parameters P", ylabel="ms / step",
            title=f"step time vs P (T = {t0})")  # fmt: skip
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=8)
 
     ax = axes[2]
@@ -192,6 +193,7 @@ def plot(results: dict[str, Any], path: str) -> None:
         ax.plot(tp, tp * 4 / 2**20, "k:", label="T·P float32 (the Jacobian)")
         ax.set(xscale="log", yscale="log", xlabel="T·P", ylabel="step peak of live tensors (MB)",
                title="full-Jacobian step: memory vs T·P")  # fmt: skip
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "memory not measured", ha="center", va="center")
@@ -222,7 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--png", default=None, help="write the plot here")
     parser.add_argument("--json", default=None, help="write the numbers here")
     parser.add_argument("--note", default="", help="subtitle, e.g. the machine state")
+    parser.add_argument(
+        "--replot", default=None, metavar="JSON", help="only redraw --png from a --json file"
+    )
     args = parser.parse_args(argv)
+    if args.replot:
+        with open(args.replot) as f:
+            plot(json.load(f), args.png or "cost_curves.png")
+        return 0
     rounds, calls = (2, 1) if args.quick else (5, 2)
     if args.jit_compile:
         COMPILE_KWARGS["jit_compile"] = args.jit_compile == "true"
