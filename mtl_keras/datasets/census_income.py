@@ -165,29 +165,49 @@ def demo_model(encoder: Any, name: str | None = None) -> Any:
     )  # fmt: skip
 
 
-def demo_encoder(features: dict[str, np.ndarray], recipe: str = "best") -> Any:
+def demo_encoder(
+    features: dict[str, np.ndarray], recipe: str = "best", labels: dict[str, Any] | None = None
+) -> Any:
     """The demo's `TabularEncoder`, fitted on training features.
 
     Args:
         features: training features (as in `Split.features`).
         recipe: `"best"`: categorical embeddings + piecewise-linear numerics
             over 32 quantile bins (zero-heavy columns binned on their non-zero
-            values) + an 8-dim embedding of each numeric's bin; `"plain"`:
-            standardized numerics (the earlier demo); `"periodic"`: PLR.
+            values) + an 8-dim embedding of each numeric's bin; `"ple"`: the
+            same without bin embeddings; `"target"`: `"best"` with
+            target-aware bins (a tree on each numeric against the labels of
+            both tasks, `bins="target"`); `"plain"`: standardized numerics
+            (the earlier demo); `"periodic"`: PLR.
+        labels: training labels (as in `Split.labels`), rows aligned with
+            `features`; used (and required) by `"target"` only.
 
     Example:
-    >>> enc = demo_encoder(census_income(nrows=500)[0].features)
+    >>> train = census_income(nrows=500)[0]
+    >>> enc = demo_encoder(train.features)
     >>> isinstance(enc, keras.layers.Layer)
     True
+    >>> tree = demo_encoder(train.features, "target", labels=train.labels)
+    >>> tree.numeric_encoding, sorted(tree.bin_edges) == sorted(NUMERIC)
+    ('piecewise_linear', True)
     """
     from mtl_keras.layers import TabularEncoder
 
-    options: dict[str, Any] = {
-        "best": {"numeric_encoding": "piecewise_linear", "num_bins": 32, "bin_embedding_dim": 8},
+    best: dict[str, Any] = {
+        "numeric_encoding": "piecewise_linear", "num_bins": 32, "bin_embedding_dim": 8,
+    }  # fmt: skip
+    recipes: dict[str, dict[str, Any]] = {
+        "best": best,
         "ple": {"numeric_encoding": "piecewise_linear", "num_bins": 32},
+        "target": {**best, "bins": "target"},
         "periodic": {"numeric_encoding": "periodic"},
         "plain": {},
-    }[recipe]
+    }
+    options = dict(recipes[recipe])
+    if recipe == "target":
+        if labels is None:
+            raise ValueError("demo_encoder: recipe 'target' needs the training `labels`.")
+        options["targets"] = {t: labels[t] for t in TASKS}
     return TabularEncoder.adapt(
         features, categorical=CATEGORICAL, numeric=NUMERIC, log_features=LOG_FEATURES,
         name="features", **options,

@@ -20,8 +20,11 @@ from mtl_keras.layers.numeric_embeddings import (
     PiecewiseLinearEncoding,
     quantile_bin_edges,
 )
+from mtl_keras.layers.target_bins import target_arrays, target_bin_edges
 
 NUMERIC_ENCODINGS = ("standardize", "piecewise_linear", "periodic")
+#: How `TabularEncoder.adapt` places piecewise-linear bins.
+BINNINGS = ("quantile", "target")
 
 
 def auto_embedding_dim(vocab_size: int) -> int:
@@ -40,9 +43,10 @@ class TabularEncoder(keras.layers.Layer):
 
     Numeric features are standardized (`numeric_encoding="standardize"`),
     or embedded (Gorishniy et al., 2022): `"piecewise_linear"` encodes each
-    one over quantile bins (`PiecewiseLinearEncoding`, optionally with a
-    learned embedding of its bin, `bin_embedding_dim`), `"periodic"` uses PLR
-    (`PeriodicEmbedding`) on the standardized value.
+    one over quantile bins, or target-aware bins from a decision tree on
+    the labels (`adapt(..., bins="target")`), with `PiecewiseLinearEncoding`
+    (optionally with a learned embedding of its bin, `bin_embedding_dim`);
+    `"periodic"` uses PLR (`PeriodicEmbedding`) on the standardized value.
 
     Fit the vocabularies, statistics and bins with
     `TabularEncoder.adapt(data, ...)` (a dict of 1-D arrays, or a
@@ -155,6 +159,9 @@ class TabularEncoder(keras.layers.Layer):
         max_tokens: int | None = None,
         num_bins: int = 32,
         max_rows: int | None = 1_000_000,
+        bins: str = "quantile",
+        targets: Mapping[str, Any] | Any | None = None,
+        min_bin_rows: int = 64,
         **kwargs: Any,
     ) -> TabularEncoder:
         """Builds an encoder from training data.
@@ -167,8 +174,18 @@ class TabularEncoder(keras.layers.Layer):
             categorical, numeric: feature names of each kind.
             min_count: categories seen fewer times go to the OOV bucket.
             max_tokens: keep at most this many most frequent values.
-            num_bins: quantile bins per numeric feature (piecewise_linear).
+            num_bins: at most this many bins per numeric feature
+                (piecewise_linear).
             max_rows: rows read from a dataset (None: all of it).
+            bins: `"quantile"` (`quantile_bin_edges`) or `"target"`: the
+                split thresholds of a tree grown on each numeric feature
+                against the labels of all tasks (`target_bin_edges`; needs
+                `numeric_encoding="piecewise_linear"`).
+            targets: for `bins="target"`, the labels, one row per data row: a
+                dict task -> array, or one array (NaN: a missing label).
+                Default for a dataset of `(features, labels[, weights])`:
+                its labels (rows read alongside the features).
+            min_bin_rows: for `bins="target"`, fewest training rows per bin.
             **kwargs: constructor arguments (`numeric_encoding`,
                 `log_features`, `bin_embedding_dim`, ...).
 
@@ -178,12 +195,43 @@ class TabularEncoder(keras.layers.Layer):
         ...                            numeric_encoding="piecewise_linear", num_bins=4)
         >>> enc.bin_edges["n"]
         [0.0, 24.75, 49.5, 74.25, 99.0]
+        >>> labels = {"big": (data["n"] >= 70).astype("float32")}
+        >>> enc = TabularEncoder.adapt(data, numeric=["n"], numeric_encoding="piecewise_linear",
+        ...                            bins="target", targets=labels, min_bin_rows=10)
+        >>> enc.bin_edges["n"]
+        [0.0, 69.5, 99.0]
         """
+        if bins not in BINNINGS:
+            raise ValueError(
+                f"TabularEncoder.adapt: `bins` must be one of {BINNINGS}, got {bins!r}."
+            )
+        target_bins = bins == "target"
+        if target_bins and kwargs.get("numeric_encoding") != "piecewise_linear":
+            raise ValueError(
+                "TabularEncoder.adapt: bins='target' places piecewise-linear bins; pass "
+                "numeric_encoding='piecewise_linear' (got "
+                f"{kwargs.get('numeric_encoding', 'standardize')!r})."
+            )
+        if targets is not None and not target_bins:
+            raise ValueError(
+                "TabularEncoder.adapt: `targets` are only used with bins='target' "
+                f"(got bins={bins!r})."
+            )
         if not isinstance(data, Mapping):
-            data = _collect_rows(data, [*categorical, *numeric], max_rows)
+            want_labels = target_bins and targets is None
+            data, labels = _collect_rows(data, [*categorical, *numeric], max_rows, want_labels)
+            targets = labels if want_labels else targets
         missing = [f for f in [*categorical, *numeric] if f not in data]
         if missing:
             raise ValueError(f"TabularEncoder.adapt: features {missing} are not in the data.")
+        if target_bins and numeric:
+            if targets is None:
+                raise ValueError(
+                    "TabularEncoder.adapt: bins='target' needs `targets` (the labels: a dict "
+                    "task -> array, or one array), or a dataset of (features, labels) batches."
+                )
+            rows = len(np.asarray(data[numeric[0]]).reshape(-1))
+            target_arrays(targets, rows, "TabularEncoder.adapt")  # errors name the task
         vocabularies = {}
         for name in categorical:
             values = np.asarray(data[name]).reshape(-1)
@@ -198,7 +246,9 @@ class TabularEncoder(keras.layers.Layer):
                 values = np.sign(values) * np.log1p(np.abs(values))
             std = float(np.nanstd(values))
             stats[name] = [float(np.nanmean(values)), std if std > 0 else 1.0]
-            if kwargs.get("numeric_encoding") == "piecewise_linear":
+            if target_bins:
+                edges[name] = target_bin_edges(values, targets, num_bins, min_leaf=min_bin_rows)
+            elif kwargs.get("numeric_encoding") == "piecewise_linear":
                 edges[name] = quantile_bin_edges(values, num_bins)
         if edges and "bin_edges" not in kwargs:
             kwargs["bin_edges"] = edges
@@ -287,9 +337,16 @@ class TabularEncoder(keras.layers.Layer):
         }
 
 
-def _collect_rows(dataset: Any, names: Sequence[str], max_rows: int | None) -> dict[str, Any]:
-    """Concatenates the named columns of a batched dataset, up to `max_rows` rows."""
+def _collect_rows(
+    dataset: Any, names: Sequence[str], max_rows: int | None, labels: bool = False
+) -> tuple[dict[str, Any], dict[str, Any] | Any | None]:
+    """Concatenates the named columns of a batched dataset, up to `max_rows`
+    rows; with `labels`, also the labels of `(features, labels[, weights])`
+    elements (a dict task -> array, or one array; None for feature-only
+    elements)."""
     chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    label_chunks: dict[Any, list[np.ndarray]] = {}
+    single = False
     rows = 0
     for element in dataset:
         features = element[0] if isinstance(element, (tuple, list)) else element
@@ -306,7 +363,16 @@ def _collect_rows(dataset: Any, names: Sequence[str], max_rows: int | None) -> d
             if values.dtype.kind in "SO":  # tf.string -> bytes; vocabularies hold str
                 values = np.char.decode(values.astype("S"), "utf-8")
             chunks[n].append(values)
+        if labels and isinstance(element, (tuple, list)) and len(element) > 1:
+            y = element[1]
+            single = not isinstance(y, Mapping)
+            for task, value in ({None: y} if single else y).items():
+                label_chunks.setdefault(task, []).append(np.asarray(value))
         rows += len(chunks[names[0]][-1]) if names else 0
         if max_rows is not None and rows >= max_rows:
             break
-    return {n: np.concatenate(c)[:max_rows] for n, c in chunks.items()}
+    columns = {n: np.concatenate(c)[:max_rows] for n, c in chunks.items()}
+    if not label_chunks:
+        return columns, None
+    targets = {t: np.concatenate(c)[:max_rows] for t, c in label_chunks.items()}
+    return columns, targets[None] if single else targets
