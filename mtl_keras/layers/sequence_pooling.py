@@ -61,8 +61,16 @@ class SequencePooling(keras.layers.Layer):
         return ops.where(ops.sum(m, axis=1) > 0, pooled, ops.zeros_like(pooled))
 
     def compute_output_shape(self, input_shape: Any) -> Any:
-        shape = input_shape[0] if isinstance(input_shape, list) else input_shape
+        # `[x, padding_mask]` or `(x, padding_mask)`: a nest of shapes.
+        nested = isinstance(input_shape, (list, tuple)) and isinstance(
+            input_shape[0], (list, tuple)
+        )
+        shape = input_shape[0] if nested else input_shape
         return (shape[0], shape[-1])
+
+    def compute_output_spec(self, inputs: Any) -> Any:
+        x = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        return keras.KerasTensor(self.compute_output_shape(x.shape), dtype="float32")
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mode": self.mode}
