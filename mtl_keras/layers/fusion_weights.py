@@ -122,7 +122,8 @@ class FusionWeights(keras.layers.Layer):
         tokens, mask = inputs
         tokens = ops.cast(tokens, "float32")
         if self.mode == "attention":
-            hidden = ops.tanh(ops.matmul(tokens, ops.cast(self.kernel, "float32")) + self.bias)
+            kernel, bias = ops.cast(self.kernel, "float32"), ops.cast(self.bias, "float32")
+            hidden = ops.tanh(ops.matmul(tokens, kernel) + bias)
             scores = ops.sum(hidden * ops.cast(self.query, "float32"), axis=-1)
         else:
             scores = ops.zeros_like(tokens[..., 0]) + ops.cast(self.logits, "float32")
