@@ -124,6 +124,12 @@ class PiecewiseLinearEncoding(keras.layers.Layer):
             self.bin_embedding.build((None, len(self.bin_edges)))
         self.built = True
 
+    @property
+    def input_dtype(self) -> str:
+        """float32 under any dtype policy: raw numeric features must not be
+        autocast to float16 (values above 65504 overflow, precision is lost)."""
+        return "float32"
+
     def bin_index(self, x: Any) -> Any:
         """Bin of each value, `(batch, features)` int32 in `[0, num_bins_j)`."""
         cols = []
@@ -152,6 +158,10 @@ class PiecewiseLinearEncoding(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return (input_shape[0], self.output_dim)
+
+    def compute_output_spec(self, x: Any) -> Any:
+        # float32 encoding (a float16 bin embedding is promoted to it).
+        return keras.KerasTensor(self.compute_output_shape(x.shape), dtype="float32")
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -203,6 +213,12 @@ class PeriodicEmbedding(keras.layers.Layer):
         self.embedding_dim = int(embedding_dim)
         self.sigma = float(sigma)
 
+    @property
+    def input_dtype(self) -> str:
+        """float32 under any dtype policy: raw numeric features must not be
+        autocast to float16 (values above 65504 overflow, precision is lost)."""
+        return "float32"
+
     def build(self, input_shape: Any) -> None:
         if input_shape[-1] is not None and input_shape[-1] != self.num_features:
             raise ValueError(
@@ -224,9 +240,14 @@ class PeriodicEmbedding(keras.layers.Layer):
             raise ValueError(
                 f"PeriodicEmbedding expects {self.num_features} columns, got {x.shape[-1]}."
             )
-        v = 2 * math.pi * ops.cast(x, "float32")[:, :, None] * self.frequencies
+        # float32 throughout, also under mixed precision: sin/cos of large
+        # arguments lose their phase in float16.
+        frequencies, kernel, bias = (
+            ops.cast(w, "float32") for w in (self.frequencies, self.kernel, self.bias)
+        )
+        v = 2 * math.pi * ops.cast(x, "float32")[:, :, None] * frequencies
         periodic = ops.concatenate([ops.sin(v), ops.cos(v)], axis=-1)  # (b, f, 2k)
-        out = ops.einsum("bfk,fkd->bfd", periodic, self.kernel) + self.bias
+        out = ops.einsum("bfk,fkd->bfd", periodic, kernel) + bias
         return ops.reshape(ops.relu(out), (-1, self.num_features * self.embedding_dim))
 
     @property
@@ -235,6 +256,9 @@ class PeriodicEmbedding(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return (input_shape[0], self.output_dim)
+
+    def compute_output_spec(self, x: Any) -> Any:
+        return keras.KerasTensor(self.compute_output_shape(x.shape), dtype="float32")
 
     def get_config(self) -> dict[str, Any]:
         return {
