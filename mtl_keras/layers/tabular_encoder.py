@@ -271,6 +271,12 @@ class TabularEncoder(keras.layers.Layer):
             for name, dtype in self.feature_dtypes().items()
         }
 
+    @property
+    def input_dtype(self) -> str:
+        """float32 under any dtype policy: raw numeric features must not be
+        autocast to float16 (values above 65504 overflow, precision is lost)."""
+        return "float32"
+
     def build(self, input_shape: Any) -> None:
         for emb in self.embeddings.values():
             emb.build((None,))
@@ -318,6 +324,11 @@ class TabularEncoder(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return (None, self.output_dim)
+
+    def compute_output_spec(self, inputs: Any) -> Any:
+        # Numeric parts are float32 and promote the (compute-dtype) embeddings.
+        dtype = "float32" if self.numeric_stats else self.compute_dtype
+        return keras.KerasTensor(self.compute_output_shape(None), dtype=dtype)
 
     def get_config(self) -> dict[str, Any]:
         vocabularies = {
