@@ -4,7 +4,8 @@ pytest puts `tests/` on `sys.path` (`pythonpath = ["tests"]` in pyproject.toml);
 a child process started by a test gets it through `support_env()`.
 
 Modules: `toy` (the two-task toy problem), `builders` (the checks every
-builder's model passes), `aggregators` (torchjd reference fixtures).
+builder's model passes), `layers` (the checks every layer passes:
+`LayerCase`, `run_layer_checks`), `aggregators` (torchjd reference fixtures).
 """
 
 from __future__ import annotations
