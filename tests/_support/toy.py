@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -31,3 +32,21 @@ def toy_model(weighting: str | object = "static", seed: int = 0, **compile_kwarg
     )
     model.compile(keras.optimizers.Adam(0.01), weighting=weighting, **compile_kwargs)
     return model
+
+
+def runaway_uncertainty_model() -> tuple[Any, Any, dict[str, Any]]:
+    """Uncertainty weighting with too large a learning rate (SGD 10): the
+    dwell task's log-variance runs to its bound (issue #13, item 9).
+    Returns `(model, x, y)`, compiled, seeded."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 8)).astype("float32")
+    y = {"click": (x[:, 0] > 0).astype("float32"), "dwell": (20.0 * x[:, 1]).astype("float32")}
+    keras.utils.set_random_seed(0)
+    tasks = [mk.Binary("click"), mk.Regression("dwell")]
+    model = mk.builders.shared_bottom(
+        keras.Input((8,), name="x"), tasks, trunk_units=(16,), tower_units=(8,)
+    )
+    model.compile(
+        keras.optimizers.SGD(10.0), weighting="uncertainty", metrics={"click": [], "dwell": []}
+    )
+    return model, x, y

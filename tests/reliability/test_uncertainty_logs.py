@@ -7,22 +7,13 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+from _support.toy import runaway_uncertainty_model
 
 import mtl_keras as mk
 
 
 def test_runaway_log_variances_are_visible_in_loss_and_objective():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(128, 8)).astype("float32")
-    y = {"click": (x[:, 0] > 0).astype("float32"), "dwell": (20.0 * x[:, 1]).astype("float32")}
-    keras.utils.set_random_seed(0)
-    tasks = [mk.Binary("click"), mk.Regression("dwell")]
-    model = mk.builders.shared_bottom(
-        keras.Input((8,), name="x"), tasks, trunk_units=(16,), tower_units=(8,)
-    )
-    model.compile(
-        keras.optimizers.SGD(10.0), weighting="uncertainty", metrics={"click": [], "dwell": []}
-    )
+    model, x, y = runaway_uncertainty_model()
     hist = model.fit(x, y, batch_size=32, epochs=4, verbose=0).history
     assert "uncertainty_objective" in hist and "val_uncertainty_objective" not in hist
     assert model.weighting.at_bounds(model.task_names) == ["dwell"]

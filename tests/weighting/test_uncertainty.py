@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+from _support.toy import runaway_uncertainty_model
 
 import mtl_keras as mk
 from mtl_keras.weighting import Uncertainty
@@ -42,19 +43,7 @@ def test_runaway_log_variances_are_bounded_and_the_logged_loss_tracks_the_tasks(
     # Regression (#13.9): with too large a learning rate s_dwell ran to ~1e3
     # (1e8 in longer runs), every weight became 0.0 and the logged `loss` read
     # ~1e-10 while dwell_loss was 1.7e7: TerminateOnNaN / early stopping blind.
-    import keras
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(128, 8)).astype("float32")
-    y = {"click": (x[:, 0] > 0).astype("float32"), "dwell": (20.0 * x[:, 1]).astype("float32")}
-    keras.utils.set_random_seed(0)
-    tasks = [mk.Binary("click"), mk.Regression("dwell")]
-    model = mk.builders.shared_bottom(
-        keras.Input((8,), name="x"), tasks, trunk_units=(16,), tower_units=(8,)
-    )
-    model.compile(
-        keras.optimizers.SGD(10.0), weighting=Uncertainty(), metrics={"click": [], "dwell": []}
-    )
+    model, x, y = runaway_uncertainty_model()
     hist = model.fit(x, y, batch_size=32, epochs=5, verbose=0).history
     log_vars = np.asarray(model.weighting.log_vars)
     assert np.all(np.abs(log_vars) <= 10.0), log_vars
