@@ -275,8 +275,7 @@ class MultiTaskModel(keras.Model):
         )
         grads, weights = strategy.compute_gradients(ctx)
         del tape
-        # Invalid labels / non-finite values: the update is not applied (and
-        # the ContractGuard callback raises or counts the skip).
+        # Invalid labels / non-finite values: not applied (ContractGuard raises or counts).
         ok = self._contracts.train_checks(self, x, y, losses, grads, (shared, per_task, own))
         contracts.apply_if(ok, self.optimizer, grads, variables, state)
         total = task_losses.logged_loss(strategy, losses, weights)
@@ -355,6 +354,7 @@ class MultiTaskModel(keras.Model):
         # build from the input spec (or a local batch) instead (see keras_fixes).
         if not keras_fixes.symbolic_build(self, iterator, data_batch):
             super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        contracts.build_optimizer(self)  # before the trace: traced once, not twice
 
     def _make_function(self, step_function: Any) -> Any:
         # Keras reduces scalar logs with axis=0 across workers and fails; one

@@ -17,11 +17,15 @@ def data():
 
 
 def pytest_collection_modifyitems(config, items):
-    # The developer loop's time budget: tests listed in tests/slow_tier.txt
-    # (measured slow, see tests/_support/retier.py) run only in `make test`.
-    from _support.retier import read_tier
+    # tests/slow_tier.txt lists the tests measured slow, with their seconds
+    # (see tests/_support/retier.py): they run only in `make test` (the
+    # developer loop's time budget), and the longest modules go first so that
+    # the xdist workers finish together. The order is the same in every worker.
+    from _support.retier import longest_modules_first, read_tier
 
-    slow = read_tier()
+    tier = read_tier()
     for item in items:
-        if item.nodeid in slow:
+        if item.nodeid in tier:
             item.add_marker(pytest.mark.slow)
+    order = longest_modules_first([item.nodeid for item in items], tier)
+    items[:] = [items[i] for i in order]
