@@ -222,3 +222,17 @@ def test_multiclass_and_multilabel_tasks_train():
     history = model.fit(x, y, epochs=2, batch_size=32, verbose=0)
     assert np.isfinite(history.history["digit_loss"]).all()
     assert "tags_auc" in history.history and "digit_accuracy" in history.history
+
+
+@pytest.mark.parametrize("weighting", ["static", "upgrad"])
+def test_fit_traces_the_train_step_once(weighting):
+    # The optimizer is built before the first trace: a variable created while
+    # tracing would make tf.function trace the whole step a second time.
+    x, y = toy_data(40)
+    model = toy_model(weighting)
+    traces = []
+    step = model.train_step
+    model.train_step = lambda data: (traces.append(1), step(data))[1]
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    assert len(traces) == 1
+    assert model.optimizer.iterations.numpy() == 6
