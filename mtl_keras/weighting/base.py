@@ -86,6 +86,7 @@ from mtl_keras.weighting.jacobian import (
     JacobianSource,
     ParameterJacobian,
     RepresentationJacobian,
+    dense,
     fill_none,
     scaled_losses,
 )
@@ -411,15 +412,31 @@ class GradientAggregator(Weighting):
         grads: list[Any] = [None] * len(ctx.variables)
         weights = tf.ones_like(ctx.task_losses)
         shared_vars = [ctx.variables[i] for i in ctx.shared]
+        # Task-specific gradients that came with the matrix (rep_grad: the
+        # towers' backward passes give them), by variable index.
+        folded: dict[int, Any] = {}
         if shared_vars:
+            if isinstance(source, RepresentationJacobian):
+                groups = [[ctx.variables[i] for i in idx] for idx in ctx.task_specific]
+                matrix, task_grads = source.matrix_and_task_gradients(ctx, groups)
+                for idx, task_grad in zip(ctx.task_specific, task_grads):
+                    folded.update(zip(idx, task_grad))
+            else:
+                matrix = source.matrix(ctx, shared_vars)
             # XLA for the solver alone on CPU (compile_defaults)
-            direction, weights = self.direction_and_weights_or_nan(
-                source.matrix(ctx, shared_vars), solve=self.solver()
-            )
+            direction, weights = self.direction_and_weights_or_nan(matrix, solve=self.solver())
             for i, g in zip(ctx.shared, source.pull_back(ctx, direction, shared_vars)):
                 grads[i] = g
+        if folded and reg is not None:
+            # Their regularization, which the tasks' losses did not include.
+            indices = list(folded)
+            for i, r in zip(indices, ctx.tape.gradient(reg, [ctx.variables[i] for i in indices])):
+                g = folded[i]
+                folded[i] = g if r is None else (r if g is None else dense(g) + tf.cast(r, g.dtype))
+        for i, g in folded.items():
+            grads[i] = g
         shared = set(ctx.shared)
-        others = [i for i in range(len(ctx.variables)) if i not in shared]
+        others = [i for i in range(len(ctx.variables)) if i not in shared and i not in folded]
         if others:
             # Task-specific parameters only see their own task's loss, so the
             # gradient of the plain sum gives each its own task's gradient.

@@ -87,15 +87,34 @@ def representation_jacobian(tape: tf.GradientTape, task_losses: Any, representat
     tower, so each pass touches one tower. (A vectorised `tape.jacobian`
     would push all T cotangents through all T towers, T times the work.)
     """
-    reps = as_tensor_list(representation)
-    with tape:
-        per_task = tf.unstack(task_losses, num=task_losses.shape[0])
-    rows = []
-    for loss in per_task:
-        grads = tape.gradient(loss, reps)
-        rows.append([tf.zeros_like(z) if g is None else g for g, z in zip(grads, reps)])
-    blocks = [tf.stack([row[k] for row in rows], axis=0) for k in range(len(reps))]
+    blocks, _ = representation_and_task_gradients(tape, task_losses, representation)
     return blocks if isinstance(representation, (list, tuple)) else blocks[0]
+
+
+def representation_and_task_gradients(
+    tape: tf.GradientTape,
+    task_losses: Any,
+    representation: Any,
+    task_variables: list[list[Any]] | None = None,
+) -> tuple[list[Any], list[list[Any]]]:
+    """`representation_jacobian`'s blocks (always a list) and, from the same T
+    backward passes, each task's gradients of `task_variables[t]` (its tower's
+    parameters: only task t's loss reaches them), so the towers are not
+    differentiated a second time for the task-specific update. Unconnected
+    gradients are None, as `tape.gradient` gives them.
+    """
+    reps = as_tensor_list(representation)
+    num_tasks = task_losses.shape[0]
+    own = task_variables or [[] for _ in range(num_tasks)]
+    with tape:
+        per_task = tf.unstack(task_losses, num=num_tasks)
+    rows, task_grads = [], []
+    for loss, variables in zip(per_task, own, strict=True):
+        grads = tape.gradient(loss, [*reps, *variables])
+        rows.append([tf.zeros_like(z) if g is None else g for g, z in zip(grads, reps)])
+        task_grads.append(list(grads[len(reps) :]))
+    blocks = [tf.stack([row[k] for row in rows], axis=0) for k in range(len(reps))]
+    return blocks, task_grads
 
 
 def pack_samples(blocks: list[Any], num_tasks: int) -> Any:
@@ -304,19 +323,26 @@ class RepresentationJacobian(JacobianSource):
     def __init__(self, strategy: str = "rep_grad") -> None:
         self.strategy = strategy
 
-    def _local(self, ctx: Any) -> Any:
+    def matrix(self, ctx: Any, variables: list[Any] | None = None) -> Any:
+        return self.matrix_and_task_gradients(ctx)[0]
+
+    def matrix_and_task_gradients(
+        self, ctx: Any, task_variables: list[list[Any]] | None = None
+    ) -> tuple[Any, list[list[Any]]]:
+        """`matrix`, and each task's (loss-scaled, per-replica) gradients of
+        `task_variables[t]` from the same backward passes (see
+        `representation_and_task_gradients`)."""
         reps = require(ctx.representation, self.strategy)
         num_tasks = ctx.task_losses.shape[0]
-        blocks = representation_jacobian(ctx.tape, scaled_losses(ctx), reps)
-        return pack_samples(blocks, num_tasks) / loss_scale(ctx)
-
-    def matrix(self, ctx: Any, variables: list[Any] | None = None) -> Any:
-        local = self._local(ctx)
+        blocks, task_grads = representation_and_task_gradients(
+            ctx.tape, scaled_losses(ctx), reps, task_variables
+        )
+        local = pack_samples(blocks, num_tasks) / loss_scale(ctx)
         replica = replica_context()
         if replica is None:
-            return local
+            return local, task_grads
         gathered = replica.all_gather(tf.stop_gradient(local), axis=1)
-        return tf.reshape(gathered, [ctx.task_losses.shape[0], -1])  # keep T static
+        return tf.reshape(gathered, [num_tasks, -1]), task_grads  # keep T static
 
     def pull_back(self, ctx: Any, direction: Any, variables: list[Any]) -> list[Any]:
         reps = require(ctx.representation, self.strategy)
