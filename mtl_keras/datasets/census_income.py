@@ -16,8 +16,10 @@ Tasks, as in the MMoE paper's census experiment:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import os
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -96,8 +98,52 @@ def data_dir() -> str:
     return path
 
 
+#: Bumped when the parsed layout changes (older caches are then ignored).
+_CACHE_FORMAT = 1
+
+
+def cache_dir() -> str:
+    """Where parsed splits are cached: `$MTL_KERAS_CACHE_DIR`, else
+    `$XDG_CACHE_HOME/mtl_keras`, else `~/.cache/mtl_keras`."""
+    explicit = os.environ.get("MTL_KERAS_CACHE_DIR")
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "mtl_keras")
+
+
+def _cache_file(path: str) -> str:
+    # Keyed on the CSV's path, size and modification time: a changed or
+    # reinstalled file is parsed again.
+    stat = os.stat(path)
+    key = f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{_CACHE_FORMAT}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return os.path.join(cache_dir(), f"census_{os.path.basename(path)[:-4]}_{digest}.npz")
+
+
 def read_split(path: str, nrows: int | None = None) -> Split:
-    """Parses one census-income CSV into raw features and the two task labels."""
+    """Parses one census-income CSV into raw features and the two task labels.
+
+    A whole file (`nrows=None`) is cached after its first parse (see
+    `cache_dir`; categorical columns as codes into their vocabulary), so
+    later loads skip the CSV parser. A cache that cannot be written or read
+    is ignored.
+    """
+    if nrows is None:
+        try:
+            return _load_cached(_cache_file(path))
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+            pass  # no cache yet, or an unreadable one: parse
+    codes, split = _parse(path, nrows)
+    if nrows is None:
+        try:
+            _save_cached(_cache_file(path), codes, split)
+        except OSError:
+            pass
+    return split
+
+
+def _parse(path: str, nrows: int | None) -> tuple[dict[str, tuple[Any, Any]], Split]:
     import pandas as pd
 
     frame = pd.read_csv(
@@ -111,7 +157,13 @@ def read_split(path: str, nrows: int | None = None) -> Split:
     )
     if frame.shape[1] != len(COLUMNS):  # pragma: no cover - corrupt file
         raise ValueError(f"{path}: expected {len(COLUMNS)} columns, got {frame.shape[1]}.")
-    features = {c: frame[c].to_numpy(dtype=object).astype(str) for c in CATEGORICAL}
+    # Each column's few distinct strings, gathered: much faster than
+    # converting every row's Python string to a fixed-width numpy string.
+    codes = {}
+    for c in CATEGORICAL:
+        index, vocabulary = pd.factorize(frame[c], sort=False)
+        codes[c] = (index.astype("int32"), np.asarray(vocabulary, dtype=str))
+    features = {c: vocabulary[index] for c, (index, vocabulary) in codes.items()}
     features.update({c: frame[c].to_numpy(dtype="float32") for c in NUMERIC})
     income = frame["income"].str.strip().str.rstrip(".")
     labels = {
@@ -120,7 +172,27 @@ def read_split(path: str, nrows: int | None = None) -> Split:
             dtype="float32"
         ),
     }
-    return Split(features, labels, frame["instance_weight"].to_numpy(dtype="float32"))
+    return codes, Split(features, labels, frame["instance_weight"].to_numpy(dtype="float32"))
+
+
+def _save_cached(file: str, codes: dict[str, tuple[Any, Any]], split: Split) -> None:
+    arrays = {f"numeric/{c}": split.features[c] for c in NUMERIC}
+    arrays.update({f"label/{k}": v for k, v in split.labels.items()})
+    arrays["instance_weight"] = split.instance_weight
+    for c, (index, vocabulary) in codes.items():
+        arrays[f"codes/{c}"], arrays[f"vocabulary/{c}"] = index, vocabulary
+    os.makedirs(os.path.dirname(file), exist_ok=True)
+    temporary = f"{file}.{os.getpid()}.tmp.npz"
+    np.savez(temporary, **arrays)
+    os.replace(temporary, file)  # atomic: concurrent readers see all or nothing
+
+
+def _load_cached(file: str) -> Split:
+    with np.load(file, allow_pickle=False) as stored:
+        features = {c: stored[f"vocabulary/{c}"][stored[f"codes/{c}"]] for c in CATEGORICAL}
+        features.update({c: stored[f"numeric/{c}"] for c in NUMERIC})
+        labels = {k: stored[f"label/{k}"] for k in TASKS}
+        return Split(features, labels, stored["instance_weight"])
 
 
 def census_income(nrows: int | None = None) -> tuple[Split, Split]:
