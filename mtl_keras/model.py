@@ -19,6 +19,7 @@ from mtl_keras.distribute import keras_fixes, metric_sync
 from mtl_keras.distribute import shuffle as distribute_shuffle
 from mtl_keras.layers._frozen import keep_frozen
 from mtl_keras.representation import RepresentationError
+from mtl_keras.step_logs import make_function as packed_logs_function
 from mtl_keras.tasks import Task, validate_tasks
 from mtl_keras.weighting.base import StepContext, Weighting
 
@@ -350,17 +351,16 @@ class MultiTaskModel(keras.Model):
 
     # ------------------------- MultiWorkerMirroredStrategy (keras-team/keras#20585)
     def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
-        # Keras reduces the nested PerReplica batch across workers and fails;
-        # build from the input spec (or a local batch) instead (see keras_fixes).
+        # MWMS: Keras fails to reduce the PerReplica batch; build from its spec (keras_fixes).
         if not keras_fixes.symbolic_build(self, iterator, data_batch):
             super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
         contracts.build_optimizer(self)  # before the trace: traced once, not twice
 
     def _make_function(self, step_function: Any) -> Any:
-        # Keras reduces scalar logs with axis=0 across workers and fails; one
-        # packed all-reduce of the logs instead (see keras_fixes).
+        # The logs leave the step as one tensor: under MWMS for one all-reduce
+        # (Keras's per-log reduce fails, see keras_fixes), else see step_logs.
         function = keras_fixes.step_function(self, step_function)
-        return function or super()._make_function(step_function)
+        return function or packed_logs_function(self, step_function, super()._make_function)
 
     # ----------------------------------------------------------- serialization
     def get_config(self) -> dict[str, Any]:
