@@ -6,18 +6,9 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Under `pytest -n auto` each xdist worker is a TensorFlow process with a
-# thread pool as large as the machine: on 2 cores two workers (and the
-# processes their tests start, which inherit this) would oversubscribe the
-# cores, and TensorFlow's spinning pools then slow everything down. Each
-# worker gets its share of the cores instead (set before TensorFlow starts).
-_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-if _workers > 1:
-    _share = max(1, (os.cpu_count() or 1) // _workers)
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(_share))
 
-import pytest  # noqa: E402  (after the environment above)
-from _support import toy_data  # noqa: E402
+import pytest
+from _support import toy_data
 
 
 @pytest.fixture

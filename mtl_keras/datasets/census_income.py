@@ -112,30 +112,33 @@ def cache_dir() -> str:
     return os.path.join(base, "mtl_keras")
 
 
-def _cache_file(path: str) -> str:
+def _cache_file(path: Any) -> str:
     # Keyed on the CSV's path, size and modification time: a changed or
     # reinstalled file is parsed again.
     stat = os.stat(path)
     key = f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{_CACHE_FORMAT}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return os.path.join(cache_dir(), f"census_{os.path.basename(path)[:-4]}_{digest}.npz")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return os.path.join(cache_dir(), f"census_{stem}_{digest}.npz")
 
 
-def read_split(path: str, nrows: int | None = None) -> Split:
-    """Parses one census-income CSV into raw features and the two task labels.
+def read_split(path: Any, nrows: int | None = None) -> Split:
+    """Parses one census-income CSV (a path or a text buffer) into raw
+    features and the two task labels.
 
-    A whole file (`nrows=None`) is cached after its first parse (see
-    `cache_dir`; categorical columns as codes into their vocabulary), so
-    later loads skip the CSV parser. A cache that cannot be written or read
-    is ignored.
+    A whole file given by its path (`nrows=None`) is cached after its first
+    parse (see `cache_dir`; categorical columns as codes into their
+    vocabulary), so later loads skip the CSV parser. A cache that cannot be
+    written or read is ignored.
     """
-    if nrows is None:
+    cached = nrows is None and isinstance(path, (str, os.PathLike))
+    if cached:
         try:
             return _load_cached(_cache_file(path))
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
             pass  # no cache yet, or an unreadable one: parse
     codes, split = _parse(path, nrows)
-    if nrows is None:
+    if cached:
         try:
             _save_cached(_cache_file(path), codes, split)
         except OSError:
@@ -143,7 +146,7 @@ def read_split(path: str, nrows: int | None = None) -> Split:
     return split
 
 
-def _parse(path: str, nrows: int | None) -> tuple[dict[str, tuple[Any, Any]], Split]:
+def _parse(path: Any, nrows: int | None) -> tuple[dict[str, tuple[Any, Any]], Split]:
     import pandas as pd
 
     frame = pd.read_csv(

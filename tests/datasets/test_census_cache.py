@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import io
 import os
 
 import numpy as np
@@ -73,3 +74,9 @@ def test_an_unwritable_cache_folder_still_loads(small_csv, tmp_path, monkeypatch
     blocker.write_text("")
     monkeypatch.setenv("MTL_KERAS_CACHE_DIR", str(blocker / "cache"))  # cannot be created
     assert len(census.read_split(str(small_csv))) == 60
+
+
+def test_a_text_buffer_is_parsed_and_not_cached(small_csv, tmp_path):
+    buffer = io.StringIO(small_csv.read_text())
+    _equal(census.read_split(buffer), census.read_split(small_csv))  # a Path works too
+    assert len(list((tmp_path / "cache").glob("census_*.npz"))) == 1  # the Path's only
