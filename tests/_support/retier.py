@@ -1,13 +1,9 @@
 """Regenerates `tests/slow_tier.txt` from a pytest durations report.
 
 The file lists every test that took at least a threshold (setup + call +
-teardown) on the 2-core machine, with its seconds. `tests/conftest.py` uses
-it twice:
-
-- `make test-fast` (the developer loop, < 3 minutes) skips those tests: they
-  are marked `slow` and run only in the full suite (`make test`, CI);
-- the full suite starts with the modules that take longest, so the two
-  xdist workers do not end with one of them alone on a long test.
+teardown) on the 2-core machine, with its seconds. `make test-fast` (the
+developer loop, < 3 minutes) skips them: `tests/conftest.py` marks them
+`slow`, and they run only in the full suite (`make test`, CI).
 
     pytest -q -n auto --durations=0 --durations-min=0.5 > durations.log
     python tests/_support/retier.py durations.log --threshold 1.5
@@ -27,7 +23,7 @@ TIER_FILE = Path(__file__).resolve().parents[1] / "slow_tier.txt"
 HEADER = """\
 # Tests that took >= {threshold} s (setup + call + teardown) on the 2-core machine, with
 # their seconds. tests/conftest.py marks them `slow` (so `make test-fast` skips them; they
-# run in `make test` and CI) and runs the longest modules first. Regenerate with
+# run in `make test` and CI). Regenerate with
 # tests/_support/retier.py (see its docstring). Unknown ids are ignored.
 """
 _LINE = re.compile(r"^([0-9.]+)s (?:call|setup|teardown)\s+(\S+)")
@@ -45,21 +41,6 @@ def read_tier(path: Path = TIER_FILE) -> dict[str, float]:
         seconds, node = line.split(maxsplit=1)
         tier[node] = float(seconds)
     return tier
-
-
-def longest_modules_first(node_ids: list[str], tier: dict[str, float]) -> list[int]:
-    """Positions of `node_ids`, reordered: modules by their listed seconds,
-    longest first; tests keep their order within a module (so its
-    module-scoped fixtures are set up once per worker), and modules with no
-    listed test keep theirs, after the others.
-
-    >>> longest_modules_first(["a.py::x", "b.py::y", "b.py::z", "c.py::w"], {"b.py::z": 9.0})
-    [1, 2, 0, 3]
-    """
-    totals: collections.Counter[str] = collections.Counter()
-    for node in node_ids:
-        totals[node.split("::")[0]] += tier.get(node, 0.0)
-    return sorted(range(len(node_ids)), key=lambda i: -totals[node_ids[i].split("::")[0]])
 
 
 def main() -> None:
