@@ -74,23 +74,22 @@ def make_function(
     """
     if model.run_eagerly:
         return make(step_function)
-    specs: Specs = []
-    packed: list[bool] = []
+    # Set while tracing: the specs of the packed logs, None when not packed.
+    traced: dict[str, Specs | None] = {"specs": None}
 
     def packed_step(data: Any) -> Any:
         logs = step_function(data)
-        packed[:] = [packable(logs)]  # decided while tracing
-        if not packed[0]:
+        if not packable(logs):
+            traced["specs"] = None
             return logs
-        vector, specs[:] = pack(logs)
+        vector, traced["specs"] = pack(logs)
         return vector
 
     function = make(packed_step)
 
     def unpacking_function(iterator: Any) -> Any:
         outputs = function(iterator)
-        if not packed or not packed[0] or not isinstance(outputs, tf.Tensor):
-            return outputs
-        return unpack(outputs.numpy(), specs)
+        specs = traced["specs"]
+        return outputs if specs is None else unpack(outputs.numpy(), specs)
 
     return unpacking_function

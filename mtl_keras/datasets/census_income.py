@@ -131,16 +131,17 @@ def read_split(path: Any, nrows: int | None = None) -> Split:
     vocabulary), so later loads skip the CSV parser. A cache that cannot be
     written or read is ignored.
     """
-    cached = nrows is None and isinstance(path, (str, os.PathLike))
-    if cached:
+    file = None
+    if nrows is None and isinstance(path, (str, os.PathLike)):
         try:
-            return _load_cached(_cache_file(path))
+            file = _cache_file(path)
+            return _load_cached(file)
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
             pass  # no cache yet, or an unreadable one: parse
     codes, split = _parse(path, nrows)
-    if cached:
+    if file is not None:
         try:
-            _save_cached(_cache_file(path), codes, split)
+            _save_cached(file, codes, split)
         except OSError:
             pass
     return split

@@ -87,7 +87,6 @@ from mtl_keras.weighting.jacobian import (
     ParameterJacobian,
     RepresentationJacobian,
     dense,
-    fill_none,
     scaled_losses,
 )
 from mtl_keras.weighting.replicas import global_masked_mean as global_masked_mean
@@ -427,12 +426,6 @@ class GradientAggregator(Weighting):
             direction, weights = self.direction_and_weights_or_nan(matrix, solve=self.solver())
             for i, g in zip(ctx.shared, source.pull_back(ctx, direction, shared_vars)):
                 grads[i] = g
-        if folded and reg is not None:
-            # Their regularization, which the tasks' losses did not include.
-            indices = list(folded)
-            for i, r in zip(indices, ctx.tape.gradient(reg, [ctx.variables[i] for i in indices])):
-                g = folded[i]
-                folded[i] = g if r is None else (r if g is None else dense(g) + tf.cast(r, g.dtype))
         for i, g in folded.items():
             grads[i] = g
         shared = set(ctx.shared)
@@ -446,11 +439,15 @@ class GradientAggregator(Weighting):
             own = ctx.tape.gradient(objective, [ctx.variables[i] for i in others])
             for i, g in zip(others, own):
                 grads[i] = g
-        if reg is not None and shared_vars:
-            # Regularization of shared parameters is added after aggregation.
-            reg_grads = fill_none(ctx.tape.gradient(reg, shared_vars), shared_vars)
-            for i, r in zip(ctx.shared, reg_grads):
-                grads[i] = grads[i] + tf.cast(r, grads[i].dtype)
+        # Regularization is added after aggregation (shared parameters) and
+        # after the tasks' own passes (folded tower parameters).
+        regularized = [*ctx.shared, *folded] if reg is not None else []
+        if regularized:
+            penalty = ctx.tape.gradient(reg, [ctx.variables[i] for i in regularized])
+            for i, r in zip(regularized, penalty):
+                if r is not None:
+                    g = grads[i]
+                    grads[i] = r if g is None else dense(g) + tf.cast(r, g.dtype)
         return grads, weights
 
     def get_config(self) -> dict[str, Any]:
