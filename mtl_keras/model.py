@@ -258,13 +258,12 @@ class MultiTaskModel(keras.Model):
                 tf.add_n([tf.cast(v, tf.float32) for v in self.losses]) if self.losses else None
             )
         labelled = task_losses.labelled_counts(prepared)
-        variables = self.trainable_variables
         shared, per_task, own = self.variable_groups()  # Python-side, once per trace
         ctx = StepContext(
             tape=tape,
             task_losses=losses,
             regularization_loss=regularization,
-            variables=variables,
+            variables=self.trainable_variables,
             shared=shared,
             task_specific=per_task,
             own=own,
@@ -273,12 +272,13 @@ class MultiTaskModel(keras.Model):
             representation=representation,
             priors=self._priors,
             labelled=labelled,
+            per_task_losses=[p.loss for p in prepared],
         )
         grads, weights = strategy.compute_gradients(ctx)
         del tape
         # Invalid labels / non-finite values: not applied (ContractGuard raises or counts).
         ok = self._contracts.train_checks(self, x, y, losses, grads, (shared, per_task, own))
-        contracts.apply_if(ok, self.optimizer, grads, variables, state)
+        contracts.apply_if(ok, self.optimizer, grads, ctx.variables, state)
         total = task_losses.logged_loss(strategy, losses, weights)
         # A skipped batch is left out of the logs too.
         logs = contracts.if_applied(

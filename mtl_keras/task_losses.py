@@ -36,11 +36,14 @@ __all__ = ["Prepared", "labelled_counts", "labels_by_task", "logged_loss", "task
 
 class Prepared(NamedTuple):
     """One task's step inputs for its metrics: labels (None for a task absent
-    from the data), predictions, and the mask (labelled and weighted)."""
+    from the data), predictions, the mask (labelled and weighted), and the
+    task's loss as its own scalar (the stacked vector's entry before
+    stacking: a backward pass from it reaches only this task's head)."""
 
     labels: Any
     predictions: Any
     mask: Any
+    loss: Any = None
 
 
 def labels_by_task(y: Any, names: Sequence[str], what: str = "y") -> dict[str, Any]:
@@ -108,7 +111,7 @@ def task_losses(
             # A task absent from this data set: every row is unlabelled.
             mask = tf.zeros([tf.shape(pred)[0]], tf.float32)
             losses.append(tf.constant(0.0))
-            prepared.append(Prepared(None, pred, mask))
+            prepared.append(Prepared(None, pred, mask, losses[-1]))
             continue
         y_safe, mask = task.prepare_labels(labels[task.name], pred)
         # The mask is per row (batch,) or finer, e.g. per token
@@ -125,7 +128,7 @@ def task_losses(
         # Mean over labelled elements: masked ones neither add loss nor count.
         loss = global_masked_mean(tf.reduce_sum(values * mask), tf.reduce_sum(mask))
         losses.append(loss)
-        prepared.append(Prepared(y_safe, pred, mask))
+        prepared.append(Prepared(y_safe, pred, mask, loss))
     return tf.stack(losses), prepared
 
 

@@ -74,7 +74,7 @@ def update(
             a training quantity and are left out of the logs).
     """
     model._loss_tracker.update_state(total)
-    for t, (y_safe, pred, mask) in enumerate(prepared):
+    for t, (y_safe, pred, mask, _) in enumerate(prepared):
         # A batch without labels for a task says nothing about its loss.
         model._task_loss_trackers[t].update_state(
             task_losses[t], sample_weight=tf.minimum(labelled[t], 1.0)

@@ -38,7 +38,7 @@ def test_tagging_masked_token_loss_matches_hand_computation():
     nll = [-np.log(probs[i, j, tags[i, j]]) for i in range(3) for j in range(5) if tags[i, j] >= 0]
     assert len(nll) == 10
     np.testing.assert_allclose(float(losses[0]), np.mean(nll), rtol=1e-5)
-    _, _, mask = prepared[0]
+    mask = prepared[0].mask
     assert tuple(mask.shape) == (3, 5)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(mask), (tags >= 0).astype("float32"))
 

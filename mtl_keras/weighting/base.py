@@ -118,6 +118,11 @@ class StepContext:
             `compile(loss_weights=...)`); None means the tasks' own.
         labelled: float32 (num_tasks,) number of labelled rows (or tokens)
             per task in the global batch; None means unknown.
+        per_task_losses: optional list of the same losses as separate
+            scalars recorded on the tape, before they were stacked into
+            `task_losses`. Per-task backward passes start from them: from a
+            slice of the stacked vector, each pass would also run through
+            every other task's head with zero cotangents (T^2 head passes).
     """
 
     tape: tf.GradientTape
@@ -132,6 +137,7 @@ class StepContext:
     representation: Any = None
     priors: Any = None
     labelled: Any = None
+    per_task_losses: list[Any] | None = None
 
 
 class Weighting(keras.layers.Layer):
@@ -346,10 +352,11 @@ class GradientAggregator(Weighting):
         return tf.reduce_sum(task_losses), weights
 
     def solver(self) -> Any:
-        """`direction_and_weights`, as its own XLA cluster when `jit_solver` is
-        set (by `mtl_keras.compile_defaults`, for a step that runs without
-        XLA): the solvers are many small ops and `tf.while_loop`s that XLA
-        fuses, while the step's large matmuls run faster on oneDNN.
+        """`direction_and_weights_or_nan`, as its own XLA cluster when
+        `jit_solver` is set (by `mtl_keras.compile_defaults`, for a step that
+        runs without XLA): the solvers are many small ops and `tf.while_loop`s
+        that XLA fuses, and so is the finiteness check over the matrix, while
+        the step's large matmuls run faster on oneDNN.
 
         Returns:
             A callable `jacobian -> (direction, weights)`.
@@ -357,34 +364,50 @@ class GradientAggregator(Weighting):
         Example:
         >>> from mtl_keras.weighting import get
         >>> upgrad = get("upgrad")
-        >>> upgrad.solver() == upgrad.direction_and_weights
+        >>> upgrad.solver() == upgrad.direction_and_weights_or_nan
         True
         """
         if not self.jit_solver:
-            return self.direction_and_weights
+            return self.direction_and_weights_or_nan
         fn = self.__dict__.get("_jit_solver_fn")
         if fn is None:
-            fn = tf.function(self.direction_and_weights, jit_compile=True)
+            fn = tf.function(self.direction_and_weights_or_nan, jit_compile=True)
             # Not a tracked attribute: a cache, rebuilt after deserialisation.
             object.__setattr__(self, "_jit_solver_fn", fn)
         return fn
 
-    def direction_and_weights_or_nan(self, jacobian: Any, solve: Any = None) -> tuple[Any, Any]:
+    def direction_and_weights_or_nan(self, jacobian: Any) -> tuple[Any, Any]:
         """`direction_and_weights`, NaN when the Jacobian is not finite.
 
         Solvers (`tf.linalg.solve`, eigendecompositions) raise an opaque
-        error on NaN input; they get zeros instead and the NaN is passed on,
-        so the model's contracts name the non-finite gradient and skip or
-        stop (see `mtl_keras.contracts`).
+        error on NaN input, so they run only on a finite Jacobian; otherwise
+        NaN is passed on, and the model's contracts name the non-finite
+        gradient and skip or stop (see `mtl_keras.contracts`). A `tf.cond`,
+        not a masked copy: the matrix is T x (parameters or batch x units),
+        and every elementwise pass over it costs as much as the solve.
         """
+        num_tasks = _ops.static_num_tasks(jacobian, type(self).__name__)
         ok = tf.reduce_all(tf.math.is_finite(jacobian))
-        solve = solve or self.direction_and_weights
-        direction, weights = solve(tf.where(ok, jacobian, tf.zeros_like(jacobian)))
         nan = tf.constant(float("nan"))
-        return (
-            tf.where(ok, direction, tf.cast(nan, direction.dtype)),
-            tf.where(ok, weights, tf.cast(nan, weights.dtype)),
-        )
+        if tf.distribute.has_strategy():
+            # State updates (NashMTL, GradVac) are `merge_call`s under a
+            # strategy, which a cond branch cannot hold: solve on a masked copy.
+            direction, weights = self.direction_and_weights(tf.where(ok, jacobian, 0.0))
+            return (
+                tf.where(ok, direction, tf.cast(nan, direction.dtype)),
+                tf.where(ok, tf.cast(weights, tf.float32), nan),
+            )
+
+        def not_finite() -> tuple[Any, Any]:
+            return tf.zeros_like(jacobian[0]) + tf.cast(nan, jacobian.dtype), tf.fill(
+                [num_tasks], nan
+            )
+
+        def solve() -> tuple[Any, Any]:
+            direction, weights = self.direction_and_weights(jacobian)
+            return direction, tf.cast(weights, tf.float32)
+
+        return tf.cond(ok, solve, not_finite)
 
     def effective_weights(self, jacobian: Any, direction: Any) -> Any:
         """Per-task weights w such that direction ~ w @ jacobian (least squares),
@@ -423,7 +446,7 @@ class GradientAggregator(Weighting):
             else:
                 matrix = source.matrix(ctx, shared_vars)
             # XLA for the solver alone on CPU (compile_defaults)
-            direction, weights = self.direction_and_weights_or_nan(matrix, solve=self.solver())
+            direction, weights = self.solver()(matrix)
             for i, g in zip(ctx.shared, source.pull_back(ctx, direction, shared_vars)):
                 grads[i] = g
         for i, g in folded.items():

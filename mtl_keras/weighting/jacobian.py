@@ -53,16 +53,50 @@ def fill_none(grads: list[Any], like: list[Any], leading: list[int] | None = Non
     ]
 
 
-def _loop_jacobian(tape: tf.GradientTape, task_losses: Any, variables: list[Any]) -> Any:
-    # Slice on the tape: a slice taken outside it is not connected.
+def num_tasks_of(task_losses: Any) -> int:
+    """T for task losses given as a `(T,)` tensor or a list of T scalars."""
+    if isinstance(task_losses, (list, tuple)):
+        return len(task_losses)
+    if task_losses.shape.rank != 1 or task_losses.shape[0] is None:
+        raise ValueError(
+            f"Task losses need a static number of tasks: shape (T,), got {task_losses.shape}."
+        )
+    return int(task_losses.shape[0])
+
+
+def per_task(tape: tf.GradientTape, task_losses: Any) -> list[Any]:
+    """The task losses as T scalars recorded on `tape`.
+
+    A list is used as is. A `(T,)` tensor is sliced on the tape (a slice
+    taken outside it is not connected); a backward pass from such a slice
+    also runs through every other task's head with zero cotangents, so pass
+    the losses before stacking where you have them (`StepContext.per_task_losses`).
+    """
+    if isinstance(task_losses, (list, tuple)):
+        return list(task_losses)
     with tape:
-        per_task = tf.unstack(task_losses, num=task_losses.shape[0])
-    rows = [flatten(fill_none(tape.gradient(loss, variables), variables)) for loss in per_task]
+        return tf.unstack(task_losses, num=num_tasks_of(task_losses))
+
+
+def stacked(tape: tf.GradientTape, task_losses: Any) -> Any:
+    """The task losses as one `(T,)` tensor recorded on `tape`."""
+    if not isinstance(task_losses, (list, tuple)):
+        return task_losses
+    with tape:
+        return tf.stack(list(task_losses))
+
+
+def _loop_jacobian(tape: tf.GradientTape, task_losses: Any, variables: list[Any]) -> Any:
+    rows = [
+        flatten(fill_none(tape.gradient(loss, variables), variables))
+        for loss in per_task(tape, task_losses)
+    ]
     return tf.stack(rows, axis=0)
 
 
 def _pfor_jacobian(tape: tf.GradientTape, task_losses: Any, variables: list[Any]) -> Any:
-    num_tasks = task_losses.shape[0]
+    task_losses = stacked(tape, task_losses)
+    num_tasks = num_tasks_of(task_losses)
 
     def row(i: Any) -> list[Any]:
         # `tape.jacobian` without its implicit (warning) densification of
@@ -101,15 +135,15 @@ def representation_and_task_gradients(
     backward passes, each task's gradients of `task_variables[t]` (its tower's
     parameters: only task t's loss reaches them), so the towers are not
     differentiated a second time for the task-specific update. Unconnected
-    gradients are None, as `tape.gradient` gives them.
+    gradients are None, as `tape.gradient` gives them. `task_losses`: a
+    `(T,)` tensor or, cheaper, the list of T scalars before stacking (see
+    `per_task`).
     """
     reps = as_tensor_list(representation)
-    num_tasks = task_losses.shape[0]
-    own = task_variables or [[] for _ in range(num_tasks)]
-    with tape:
-        per_task = tf.unstack(task_losses, num=num_tasks)
+    losses = per_task(tape, task_losses)
+    own = task_variables or [[] for _ in losses]
     rows, task_grads = [], []
-    for loss, variables in zip(per_task, own, strict=True):
+    for loss, variables in zip(losses, own, strict=True):
         grads = tape.gradient(loss, [*reps, *variables])
         rows.append([tf.zeros_like(z) if g is None else g for g, z in zip(grads, reps)])
         task_grads.append(list(grads[len(reps) :]))
@@ -165,7 +199,7 @@ def _chain_jacobian(
     """
     reps = as_tensor_list(representation)
     jz = representation_jacobian(tape, task_losses, reps)
-    num_tasks = task_losses.shape[0]
+    num_tasks = num_tasks_of(task_losses)
     unconnected: list[int] = []
 
     def pullback(cotangents: list[Any]) -> list[Any]:
@@ -202,8 +236,11 @@ def task_jacobian(
     method: str | None = None,
     representation: Any = None,
 ) -> Any:
-    """Jacobian of `task_losses` (num_tasks,) w.r.t. `variables` (parameters or
-    tensors recorded on the tape), flattened to float32 `(num_tasks, size)`.
+    """Jacobian of `task_losses` w.r.t. `variables` (parameters or tensors
+    recorded on the tape), flattened to float32 `(num_tasks, size)`.
+    `task_losses`: a `(num_tasks,)` tensor, or the list of per-task scalars
+    before stacking, which spares the per-task passes the other tasks' heads
+    (see `per_task`).
 
     `method` (default `JACOBIAN_METHOD`): "pfor" vectorises the T backward
     passes into one (`GradientTape.jacobian` with pfor: batched matmuls
@@ -216,8 +253,7 @@ def task_jacobian(
     method = method or JACOBIAN_METHOD
     if method not in ("pfor", "loop"):
         raise ValueError(f"Unknown Jacobian method {method!r}; expected 'pfor' or 'loop'.")
-    if task_losses.shape[0] is None:
-        raise ValueError("task_jacobian needs a static number of tasks.")
+    num_tasks_of(task_losses)  # raises unless T is static
     if representation is not None:
         try:
             return _chain_jacobian(tape, task_losses, variables, representation, method)
@@ -240,6 +276,16 @@ def scaled_losses(ctx: Any) -> Any:
     on the tape (what is differentiated; see `mtl_keras.weighting.base`)."""
     with ctx.tape:
         return ctx.scale_loss(ctx.task_losses / ctx.num_replicas)
+
+
+def scaled_task_losses(ctx: Any) -> list[Any]:
+    """`scaled_losses` as T separate scalars, from `ctx.per_task_losses` when
+    the step has them (so that task t's backward pass meets task t's head
+    only), else sliced from the vector."""
+    if ctx.per_task_losses is None:
+        return per_task(ctx.tape, scaled_losses(ctx))
+    with ctx.tape:
+        return [ctx.scale_loss(loss / ctx.num_replicas) for loss in ctx.per_task_losses]
 
 
 def loss_scale(ctx: Any) -> Any:
@@ -294,7 +340,7 @@ class ParameterJacobian(JacobianSource):
         reps = ctx.representation if self.representation_aware else None
         # Rows are this replica's share; their sum over replicas is the
         # global Jacobian, so every replica aggregates the same matrix.
-        local = task_jacobian(ctx.tape, scaled_losses(ctx), variables, representation=reps)
+        local = task_jacobian(ctx.tape, scaled_task_losses(ctx), variables, representation=reps)
         return replica_sum(local) / loss_scale(ctx)
 
     def pull_back(self, ctx: Any, direction: Any, variables: list[Any]) -> list[Any]:
@@ -333,9 +379,9 @@ class RepresentationJacobian(JacobianSource):
         `task_variables[t]` from the same backward passes (see
         `representation_and_task_gradients`)."""
         reps = require(ctx.representation, self.strategy)
-        num_tasks = ctx.task_losses.shape[0]
+        num_tasks = num_tasks_of(ctx.task_losses)
         blocks, task_grads = representation_and_task_gradients(
-            ctx.tape, scaled_losses(ctx), reps, task_variables
+            ctx.tape, scaled_task_losses(ctx), reps, task_variables
         )
         local = pack_samples(blocks, num_tasks) / loss_scale(ctx)
         replica = replica_context()

@@ -53,3 +53,32 @@ def test_graddrop_logs_the_kept_share_of_each_gradient() -> None:
     # Purity 1/2: each coordinate keeps exactly one of the two tasks.
     np.testing.assert_allclose(weights.numpy().sum(), 1.0, atol=1e-6)
     assert np.all((weights.numpy() >= 0) & (weights.numpy() <= 1))
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph", "jit_solver"])
+@pytest.mark.parametrize("name", NAMES)
+def test_solver_passes_non_finite_jacobians_on_as_nan(name: str, mode: str) -> None:
+    rng = np.random.default_rng(1)
+    finite = rng.normal(size=(3, 40)).astype("float32")
+    agg = _make(name, 3)
+    agg.jit_solver = mode == "jit_solver"
+    solve = agg.solver()
+    if mode == "graph":
+        solve = tf.function(solve)
+    direction, weights = solve(tf.constant(finite))
+    expected, expected_weights = _make(name, 3).direction_and_weights(tf.constant(finite))
+    if not (name == "graddrop" and agg.jit_solver):  # XLA draws other random numbers
+        np.testing.assert_allclose(direction.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(weights.numpy(), expected_weights.numpy(), rtol=1e-4, atol=1e-5)
+    assert np.isfinite(direction.numpy()).all() and np.isfinite(weights.numpy()).all()
+    state = [v.numpy().copy() for v in agg.non_trainable_variables]
+    for bad in (np.nan, np.inf):
+        jac = finite.copy()
+        jac[1, 7] = bad
+        direction, weights = solve(tf.constant(jac))
+        assert direction.shape == (40,) and weights.shape == (3,)
+        assert np.isnan(direction.numpy()).all() and np.isnan(weights.numpy()).all()
+    # A non-finite batch is not applied, so it leaves stateful solvers
+    # (NashMTL's step counter, GradVac's targets) as they were.
+    for before, var in zip(state, agg.non_trainable_variables):
+        np.testing.assert_array_equal(var.numpy(), before)
