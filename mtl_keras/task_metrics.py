@@ -95,12 +95,22 @@ def update(
 
 def nan_for_unlabelled(model: keras.Model, logs: dict[str, Any]) -> dict[str, Any]:
     """`logs` with NaN for the loss and metrics of each task that had no
-    labelled row since the last reset (autograph-safe; floats when eager)."""
-    for t, tracker in enumerate(getattr(model, "_task_loss_trackers", None) or []):
-        seen = tracker.count > 0
-        for metric in [tracker, *model._task_metrics[t]]:
-            if metric.name not in logs:
-                continue
+    labelled row since the last reset, and for the total `loss` and the task
+    weights when no batch counted at all (an epoch whose data ran out, every
+    batch skipped): "no data", not 0.0. Autograph-safe; floats when eager."""
+
+    def nan_unless(seen: Any, metric: Any) -> None:
+        if metric.name in logs:
             value = tf.where(seen, tf.cast(logs[metric.name], tf.float32), float("nan"))
             logs[metric.name] = float(value) if tf.executing_eagerly() else value
+
+    for t, tracker in enumerate(getattr(model, "_task_loss_trackers", None) or []):
+        for metric in [tracker, *model._task_metrics[t]]:
+            nan_unless(tracker.count > 0, metric)
+    for tracker in [
+        getattr(model, "_loss_tracker", None),
+        *(getattr(model, "_task_weight_trackers", None) or []),
+    ]:
+        if tracker is not None:
+            nan_unless(tracker.count > 0, tracker)
     return logs

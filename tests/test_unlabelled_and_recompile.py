@@ -133,3 +133,27 @@ def test_static_weights_reach_strategies_that_apply_them() -> None:
     history = model.fit(x, y, epochs=1, batch_size=64, verbose=0).history
     assert history["dwell_weight"][-1] == pytest.approx(2.0)
     assert history["click_weight"][-1] == pytest.approx(1.0)
+
+
+def test_an_epoch_without_batches_logs_nan_not_zero():
+    # A generator's data runs out after the first epoch: the second trains on
+    # nothing, so its loss and task weights are "no data" (NaN), not 0.0.
+    import tensorflow as tf
+    from _support import toy_data, toy_model
+
+    x, y = toy_data(64)
+
+    def batches():
+        for i in range(4):
+            yield x[i * 16 : (i + 1) * 16], {k: v[i * 16 : (i + 1) * 16] for k, v in y.items()}
+
+    spec = tf.TensorSpec((None,), tf.float32)
+    ds = tf.data.Dataset.from_generator(
+        batches, output_signature=(tf.TensorSpec((None, 8)), {"click": spec, "dwell": spec})
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras: "Your input ran out of data"
+        history = toy_model().fit(ds, epochs=2, steps_per_epoch=4, verbose=0).history
+    for key, values in history.items():
+        assert np.isfinite(values[0]), key
+        assert np.isnan(values[1]), key

@@ -71,17 +71,34 @@ def _finish(
     seed: int | None,
     drop_remainder: bool,
     decode: Any,
+    rows: int | None = None,
 ) -> tf.data.Dataset:
-    """Shuffle rows, batch, decode per batch, prefetch; set the shard policy."""
+    """Shuffle rows, batch, decode per batch, prefetch; set the shard policy.
+
+    `rows`, when the files' row count is known (Parquet metadata, the
+    TFRecord schema), gives the dataset its number of batches: `fit` then
+    shows a step count and no "input ran out of data" warning at the end of
+    the first epoch. Not under several workers, each of which reads a share.
+    """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
     if shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if rows is not None and _single_worker():
+        batches = rows // batch_size if drop_remainder else -(-rows // batch_size)
+        # A file that changed since its count was taken fails here, by count.
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = policy
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _single_worker() -> bool:
+    from mtl_keras.distribute.cluster import num_workers
+
+    return num_workers() == 1
 
 
 def _split(
@@ -264,8 +281,11 @@ def from_parquet(
 
     paths = list_files(files, ".parquet")
     first = pq.ParquetFile(paths[0])
+    rows = 0
     for path in paths:
-        names = first.schema_arrow.names if path == paths[0] else pq.read_schema(path).names
+        metadata = first.metadata if path == paths[0] else pq.read_metadata(path)
+        rows += metadata.num_rows
+        names = metadata.schema.to_arrow_schema().names
         _check_columns(names, feature_columns, task_columns, mask_columns, path)
     wanted = list(
         dict.fromkeys([*feature_columns, *task_columns.values(), *(mask_columns or {}).values()])
@@ -321,7 +341,7 @@ def from_parquet(
     def decode(columns: Any) -> tuple:
         return _split(columns, feature_columns, task_columns, mask_columns)
 
-    return _finish(ds, policy, batch_size, shuffle_buffer, seed, drop_remainder, decode)
+    return _finish(ds, policy, batch_size, shuffle_buffer, seed, drop_remainder, decode, rows)
 
 
 # ---------------------------------------------------------------- TFRecord
@@ -381,6 +401,7 @@ def write_tfrecords(
     options = tf.io.TFRecordOptions(compression_type=compression or "")
     writers = [tf.io.TFRecordWriter(p, options) for p in paths]
     rows = 0
+    shard_rows = [0] * num_shards
     try:
         for number, chunk in enumerate(_chain(first, chunks)):
             where = "the frame" if number == 0 else f"chunk {number}"
@@ -389,7 +410,9 @@ def write_tfrecords(
             for row in range(len(chunk)):
                 feature = {c: _feature(kinds[c], values[row]) for c, values in columns.items()}
                 example = tf.train.Example(features=tf.train.Features(feature=feature))
-                writers[(rows + row) % num_shards].write(example.SerializeToString())
+                shard = (rows + row) % num_shards
+                writers[shard].write(example.SerializeToString())
+                shard_rows[shard] += 1
             rows += len(chunk)
     finally:
         for w in writers:
@@ -401,6 +424,7 @@ def write_tfrecords(
         "mask_columns": dict(mask_columns or {}),
         "compression": compression,
         "rows": rows,
+        "shard_rows": {os.path.basename(p): n for p, n in zip(paths, shard_rows)},
     }
     # Written last: a directory with a schema holds complete shards.
     with open(os.path.join(directory, SCHEMA_FILE), "w") as f:
@@ -525,8 +549,11 @@ def from_tfrecords(
     for path in paths if check_files else ():
         _check_first_record(path, compression, {c: kinds[c] for c in wanted})
     ds = _interleave(paths, lambda f: tf.data.TFRecordDataset(f, compression_type=compression))
+    counts = schema.get("shard_rows") or {}  # absent in schemas written before it
+    names = [os.path.basename(p) for p in paths]
+    rows = sum(counts[n] for n in names) if all(n in counts for n in names) else None
     return _finish(
-        ds, shard_policy(len(paths)), batch_size, shuffle_buffer, seed, drop_remainder, decode
+        ds, shard_policy(len(paths)), batch_size, shuffle_buffer, seed, drop_remainder, decode, rows
     )
 
 

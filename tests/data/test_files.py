@@ -288,3 +288,58 @@ def test_adapt_encoder_fits_piecewise_linear_bins(tmp_path):
     assert len(sampled.bin_edges["age"]) == len(direct.bin_edges["age"])
     np.testing.assert_allclose(sampled.bin_edges["age"][1:-1], direct.bin_edges["age"][1:-1],
                                atol=6.0)  # fmt: skip
+
+
+@pytest.mark.parametrize("drop_remainder", [False, True])
+def test_tfrecord_and_parquet_datasets_know_their_number_of_batches(tmp_path, drop_remainder):
+    df = frame(37)
+    paths = files.write_tfrecords(df, str(tmp_path / "tfr"), FEATURES, TASKS, num_shards=3)
+    (tmp_path / "pq").mkdir()
+    df.iloc[:20].to_parquet(tmp_path / "pq" / "part-0.parquet")
+    df.iloc[20:].to_parquet(tmp_path / "pq" / "part-1.parquet")
+    expected = 37 // 8 if drop_remainder else 5
+    readers = {
+        "tfrecord": files.from_tfrecords(paths, batch_size=8, drop_remainder=drop_remainder),
+        "parquet": files.from_parquet(
+            str(tmp_path / "pq"), FEATURES, TASKS, batch_size=8, drop_remainder=drop_remainder
+        ),
+    }
+    for name, ds in readers.items():
+        assert int(ds.cardinality()) == expected, name
+        assert sum(1 for _ in ds) == expected, name
+    # A subset of the shards: their own rows (dealt round-robin: 13, 12, 12).
+    two = files.from_tfrecords(paths[1:], batch_size=8)
+    assert int(two.cardinality()) == 3 and sum(len(b[0]["id"]) for b in two) == 24
+
+
+def test_old_tfrecord_schemas_without_shard_counts_stay_unknown(tmp_path):
+    folder = tmp_path / "tfr"
+    files.write_tfrecords(frame(12), str(folder), FEATURES, TASKS, num_shards=2)
+    schema_path = folder / files.SCHEMA_FILE
+    schema = json.loads(schema_path.read_text())
+    del schema["shard_rows"]
+    schema_path.write_text(json.dumps(schema))
+    ds = files.from_tfrecords(str(folder), batch_size=4)
+    assert int(ds.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+    assert sum(1 for _ in ds) == 3
+
+
+def test_fit_on_a_tfrecord_dataset_does_not_warn_that_data_ran_out(tmp_path):
+    import warnings
+
+    import keras
+
+    df = pd.DataFrame({"age": np.arange(64.0), "income": (np.arange(64) % 2).astype(float)})
+    folder = str(tmp_path / "tfr")
+    files.write_tfrecords(df, folder, ["age"], {"income": "income"}, num_shards=2)
+    ds = files.from_tfrecords(folder, batch_size=16)
+    task = mk.Binary("income")
+    age = keras.Input((), name="age")
+    head = task.head(keras.layers.Reshape((1,))(age))
+    model = mk.MultiTaskModel({"age": age}, {"income": head}, tasks=[task])
+    model.compile("adam")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(ds, epochs=2, steps_per_epoch=4, verbose=0).history
+    assert not [w for w in caught if "ran out of data" in str(w.message)]
+    assert np.isfinite(history["loss"]).all()  # both epochs saw data
