@@ -164,7 +164,9 @@ def from_csv(
     Column types are those `from_pandas` gives the first `sample_rows` rows
     of the first file, unless `column_kinds` ("float", "int" or "string" per
     column) says otherwise. An empty field is NaN (float), "" (string) or -1
-    (int label: unlabelled for Binary/Multiclass).
+    (int label: unlabelled for Binary/Multiclass). A line with another number
+    of fields than the header stops reading with an error naming its file and
+    line number.
 
     Args:
         files: glob pattern, directory or list of CSV files (same header).
@@ -219,14 +221,38 @@ def from_csv(
     }
     record_defaults = [defaults[kinds[n]] for n in names]
 
-    def decode(lines: Any) -> tuple:
-        values = tf.io.decode_csv(lines, record_defaults, select_cols=select)
+    def decode(lines: Any, numbers: Any, sources: Any) -> tuple:
+        with tf.control_dependencies([_check_field_counts(lines, numbers, sources, header)]):
+            values = tf.io.decode_csv(lines, record_defaults, select_cols=select)
         return _split(dict(zip(names, values)), feature_columns, task_columns, mask_columns)
 
-    ds = _interleave(paths, lambda f: tf.data.TextLineDataset(f).skip(1))
+    def numbered_lines(path: Any) -> tf.data.Dataset:
+        # (line, line number, file) so that a malformed line can be named.
+        lines = tf.data.TextLineDataset(path).skip(1)
+        numbers = tf.data.Dataset.range(2, tf.int64.max)  # line 1 is the header
+        return tf.data.Dataset.zip((lines, numbers, tf.data.Dataset.from_tensors(path).repeat()))
+
+    ds = _interleave(paths, numbered_lines)
     return _finish(
         ds, shard_policy(len(paths)), batch_size, shuffle_buffer, seed, drop_remainder, decode
     )
+
+
+def _check_field_counts(lines: Any, numbers: Any, sources: Any, header: Sequence[str]) -> Any:
+    """An assertion that every line of a batch has the header's number of
+    fields, naming the file and line of the first that does not
+    (`tf.io.decode_csv` says only "Expect 7 fields but have 6 in record 3",
+    the record's index in its batch). Commas inside double quotes do not
+    count."""
+    unquoted = tf.strings.regex_replace(lines, r'"([^"]|"")*"', "")
+    fields = tf.strings.length(tf.strings.regex_replace(unquoted, "[^,]", "")) + 1
+    bad = tf.not_equal(fields, len(header))
+    first = tf.argmax(tf.cast(bad, tf.int32))
+    message = tf.strings.format(
+        "CSV file {} line {} has {} fields, but the header has {}",
+        (sources[first], numbers[first], fields[first], len(header)),
+    )
+    return tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message])
 
 
 def _interleave(paths: Sequence[str], reader: Any) -> Any:

@@ -343,3 +343,15 @@ def test_fit_on_a_tfrecord_dataset_does_not_warn_that_data_ran_out(tmp_path):
         history = model.fit(ds, epochs=2, steps_per_epoch=4, verbose=0).history
     assert not [w for w in caught if "ran out of data" in str(w.message)]
     assert np.isfinite(history["loss"]).all()  # both epochs saw data
+
+
+def test_a_malformed_csv_line_is_named_by_file_and_line(tmp_path):
+    (tmp_path / "a.csv").write_text('age,job,income\n30,"x, y",1\n31,b,0\n')  # quoted comma: fine
+    (tmp_path / "b.csv").write_text("age,job,income\n30,a,1\n31,b\n32,c,1\n")
+    ds = files.from_csv(str(tmp_path / "*.csv"), ["age", "job"], {"income": "income"}, batch_size=2)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"b\.csv\W* line 3 has 2 fields"):
+        for _ in ds:
+            pass
+    good = files.from_csv(str(tmp_path / "a.csv"), ["age", "job"], {"income": "income"})
+    x, _ = next(iter(good))
+    assert x["job"].numpy().tolist() == [b"x, y", b"b"]
