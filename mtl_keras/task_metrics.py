@@ -107,10 +107,10 @@ def nan_for_unlabelled(model: keras.Model, logs: dict[str, Any]) -> dict[str, An
     for t, tracker in enumerate(getattr(model, "_task_loss_trackers", None) or []):
         for metric in [tracker, *model._task_metrics[t]]:
             nan_unless(tracker.count > 0, metric)
-    for tracker in [
-        getattr(model, "_loss_tracker", None),
-        *(getattr(model, "_task_weight_trackers", None) or []),
-    ]:
-        if tracker is not None:
-            nan_unless(tracker.count > 0, tracker)
+    total = getattr(model, "_loss_tracker", None)
+    if total is not None:
+        # Updated together with the task weights on every counted batch.
+        counted = total.count > 0
+        for tracker in [total, *(getattr(model, "_task_weight_trackers", None) or [])]:
+            nan_unless(counted, tracker)
     return logs
