@@ -134,7 +134,6 @@ class _DirectFunction:
         self.step = step
         self.fallback = fallback
         self.specs: Specs | None = None
-        self.size = 0
         self.function = tf.function(
             tf.autograph.experimental.do_not_convert(self._on_iterator), reduce_retracing=True
         )
@@ -149,11 +148,13 @@ class _DirectFunction:
             if not packable(logs):
                 raise _NotPackable
             vector, self.specs = pack(logs)
-            self.size = int(vector.shape[0])
             return tf.concat([vector, tf.ones([1])], axis=0)
 
-        # `run` is traced first, so the size is known for the empty branch.
-        return tf.cond(optional.has_value(), run, lambda: tf.zeros([self.size + 1]))
+        def empty() -> Any:
+            # Traced after `run`, so the specs give the packed size.
+            return tf.zeros([sum(math.prod(shape) for _, shape in self.specs or []) + 1])
+
+        return tf.cond(optional.has_value(), run, empty)
 
     def _concrete(self, iterator: Any) -> Any:
         if self.last is not None and self.last[0]() is iterator:

@@ -27,7 +27,7 @@ PIVOT_TRIES = 3
 def static_num_tasks(jacobian: Any, who: str) -> int:
     m = jacobian.shape[0]
     if m is None:
-        raise ValueError(f"{who}: the number of tasks (Jacobian rows) must be static.")
+        raise ValueError(f"{who}: the number of tasks (first dimension) must be static.")
     return int(m)
 
 

@@ -389,25 +389,24 @@ class GradientAggregator(Weighting):
         num_tasks = _ops.static_num_tasks(jacobian, type(self).__name__)
         ok = tf.reduce_all(tf.math.is_finite(jacobian))
         nan = tf.constant(float("nan"))
+
+        def solve(matrix: Any) -> tuple[Any, Any]:
+            direction, weights = self.direction_and_weights(matrix)
+            return direction, tf.cast(weights, tf.float32)
+
         if tf.distribute.has_strategy():
             # State updates (NashMTL, GradVac) are `merge_call`s under a
             # strategy, which a cond branch cannot hold: solve on a masked copy.
-            direction, weights = self.direction_and_weights(tf.where(ok, jacobian, 0.0))
-            return (
-                tf.where(ok, direction, tf.cast(nan, direction.dtype)),
-                tf.where(ok, tf.cast(weights, tf.float32), nan),
+            direction, weights = solve(tf.where(ok, jacobian, 0.0))
+            return tf.where(ok, direction, tf.cast(nan, direction.dtype)), tf.where(
+                ok, weights, nan
             )
 
         def not_finite() -> tuple[Any, Any]:
-            return tf.zeros_like(jacobian[0]) + tf.cast(nan, jacobian.dtype), tf.fill(
-                [num_tasks], nan
-            )
+            direction = tf.zeros_like(jacobian[0]) + tf.cast(nan, jacobian.dtype)
+            return direction, tf.fill([num_tasks], nan)
 
-        def solve() -> tuple[Any, Any]:
-            direction, weights = self.direction_and_weights(jacobian)
-            return direction, tf.cast(weights, tf.float32)
-
-        return tf.cond(ok, solve, not_finite)
+        return tf.cond(ok, lambda: solve(jacobian), not_finite)
 
     def effective_weights(self, jacobian: Any, direction: Any) -> Any:
         """Per-task weights w such that direction ~ w @ jacobian (least squares),

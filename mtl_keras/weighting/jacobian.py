@@ -8,6 +8,7 @@ from typing import Any
 import tensorflow as tf
 
 from mtl_keras.representation import as_tensor_list, require
+from mtl_keras.weighting import _ops
 from mtl_keras.weighting.replicas import replica_context, replica_sum
 
 
@@ -57,11 +58,7 @@ def num_tasks_of(task_losses: Any) -> int:
     """T for task losses given as a `(T,)` tensor or a list of T scalars."""
     if isinstance(task_losses, (list, tuple)):
         return len(task_losses)
-    if task_losses.shape.rank != 1 or task_losses.shape[0] is None:
-        raise ValueError(
-            f"Task losses need a static number of tasks: shape (T,), got {task_losses.shape}."
-        )
-    return int(task_losses.shape[0])
+    return _ops.static_num_tasks(task_losses, "Task losses")
 
 
 def per_task(tape: tf.GradientTape, task_losses: Any) -> list[Any]:
