@@ -31,6 +31,12 @@ def static_num_tasks(jacobian: Any, who: str) -> int:
     return int(m)
 
 
+def num_columns(matrix: Any) -> Any:
+    """The number of columns of a 2-D tensor: a Python int when static."""
+    n = matrix.shape[1]
+    return int(n) if n is not None else tf.shape(matrix)[1]
+
+
 def _in_xla_context() -> bool:
     """Whether ops are being traced for XLA (`tf.function(jit_compile=True)`)."""
     try:

@@ -41,6 +41,8 @@ class AlignedMTL(GradientAggregator):
     >>> strategy = weighting.AlignedMTL(scale_mode="rmse")
     """
 
+    gramian_dtype = tf.float32
+
     def __init__(
         self,
         pref_vector: list[float] | None = None,
@@ -55,10 +57,10 @@ class AlignedMTL(GradientAggregator):
         self.pref_vector = None if pref_vector is None else [float(p) for p in pref_vector]
         self.scale_mode = scale_mode
 
-    def combination(self, jacobian: Any) -> Any:
-        m = _ops.static_num_tasks(jacobian, "AlignedMTL")
+    def gramian_weights(self, gram: Any, num_columns: Any) -> Any:
+        m = _ops.static_num_tasks(gram, "AlignedMTL")
         pref = _ops.preference(self.pref_vector, m, "AlignedMTL")
-        gram = tf.cast(_ops.gramian(jacobian), tf.float64)
+        gram = tf.cast(gram, tf.float64)
         lam, vec = tf.linalg.eigh(0.5 * (gram + tf.transpose(gram)))
         keep = lam > tf.reduce_max(lam) * m * _ops.EPS32
         rank = tf.reduce_sum(tf.cast(keep, tf.int32))

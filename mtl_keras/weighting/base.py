@@ -11,8 +11,9 @@ Two families implement `compute_gradients`:
 - `LossWeighting` (one backward pass): a subclass implements
   `combine(task_losses, training, priors, labelled) -> (total, weights)`;
   the base differentiates `total + regularization` once.
-- `GradientAggregator`: a subclass implements `combination(jacobian) ->
-  weights` (or `aggregate(jacobian) -> direction`) on the
+- `GradientAggregator`: a subclass implements `gramian_weights(gram,
+  num_columns) -> weights` (weights from `G = J J^T` alone: most methods),
+  `combination(jacobian) -> weights` or `aggregate(jacobian) -> direction` on the
   `(num_tasks, n)` Jacobian of the task losses; the Jacobian comes from the
   `JacobianSource` chosen at compile (`select_source`: parameters, chain
   rule through the representation, or the representation itself with
@@ -286,11 +287,13 @@ class LossWeighting(Weighting):
 class GradientAggregator(Weighting):
     """A strategy that combines per-task gradients of the shared parameters.
 
-    Subclasses implement `combination(jacobian) -> weights` when the
-    direction is `weights @ jacobian` (most methods: the weights come from
-    the small Gramian and are what gets logged), or else
-    `aggregate(jacobian) -> direction`; `jacobian` is a float32
-    `(num_tasks, num_params)` tensor. The default `compute_gradients`
+    Subclasses implement `gramian_weights(gram, num_columns) -> weights`
+    when the direction is `weights @ jacobian` with weights that depend on
+    the Gramian `G = J J^T` only (most methods; they set `gramian_dtype`),
+    `combination(jacobian) -> weights` when the weights need more of the
+    Jacobian, or else `aggregate(jacobian) -> direction`; `jacobian` is a
+    float32 `(num_tasks, num_params)` tensor. The weights are what gets
+    logged. The default `compute_gradients`
     materialises the Jacobian of the shared parameters (by the chain rule
     through the model's shared representation when it has one: each task
     tower is differentiated once, the trunk once for all tasks), aggregates
@@ -318,6 +321,9 @@ class GradientAggregator(Weighting):
     #: given by `combination` (then `w` is logged as the task weights);
     #: aggregators that are not (GradDrop) override `aggregate` instead.
     is_combination: bool = True
+    #: dtype of the Gramian `gramian_weights` takes (`tf.float64` where rank
+    #: decisions need it), or None for weights that need more than `J J^T`
+    gramian_dtype: Any = None
     #: run `direction_and_weights` as its own XLA cluster (set by
     #: `MultiTaskModel.compile` for a step without XLA on CPU; see
     #: `mtl_keras.compile_defaults`)
@@ -333,9 +339,24 @@ class GradientAggregator(Weighting):
 
     def combination(self, jacobian: Any) -> Any:
         """The weights `w` (num_tasks,) of the direction `w @ jacobian`."""
-        raise NotImplementedError(
-            f"{type(self).__name__} implements neither `combination` nor `aggregate`."
-        )
+        if self.gramian_dtype is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} implements neither `gramian_weights`, "
+                "`combination` nor `aggregate`."
+            )
+        _ops.static_num_tasks(jacobian, type(self).__name__)
+        gram = _ops.gramian(jacobian, self.gramian_dtype)
+        return self.gramian_weights(gram, _ops.num_columns(jacobian))
+
+    def gramian_weights(self, gram: Any, num_columns: Any) -> Any:
+        """The weights `w` (num_tasks,) of the direction `w @ J` from `G = J J^T`.
+
+        Args:
+            gram: the `(num_tasks, num_tasks)` Gramian, in `gramian_dtype`.
+            num_columns: the number of columns of `J` (a rank cut-off may
+                depend on it, as `pinv`'s default does).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement `gramian_weights`.")
 
     def direction_and_weights(self, jacobian: Any) -> tuple[Any, Any]:
         """(direction, float32 per-task weights to log) for one Jacobian."""
@@ -380,33 +401,48 @@ class GradientAggregator(Weighting):
         """`direction_and_weights`, NaN when the Jacobian is not finite.
 
         Solvers (`tf.linalg.solve`, eigendecompositions) raise an opaque
-        error on NaN input, so they run only on a finite Jacobian; otherwise
-        NaN is passed on, and the model's contracts name the non-finite
-        gradient and skip or stop (see `mtl_keras.contracts`). A `tf.cond`,
-        not a masked copy: the matrix is T x (parameters or batch x units),
-        and every elementwise pass over it costs as much as the solve.
+        error on NaN input, so they run only on finite input; otherwise NaN
+        is passed on, and the model's contracts name the non-finite gradient
+        and skip or stop (see `mtl_keras.contracts`). Methods with
+        `gramian_weights` check the small Gramian, which is finite exactly
+        when `J` is (its diagonal sums every entry's square; an overflow
+        there is not finite either), and solve on it: one pass over `J` for
+        the Gramian and one for the direction, none for the check. The
+        check is a `tf.cond`, not a masked copy, outside `tf.distribute`.
         """
         num_tasks = _ops.static_num_tasks(jacobian, type(self).__name__)
-        ok = tf.reduce_all(tf.math.is_finite(jacobian))
-        nan = tf.constant(float("nan"))
+        nan = float("nan")
+        if self.is_combination and self.gramian_dtype is not None:
+            gram = _ops.gramian(jacobian, self.gramian_dtype)
+            columns = _ops.num_columns(jacobian)
+            (weights,) = self._finite_or_nan(
+                gram,
+                lambda g: (tf.cast(self.gramian_weights(g, columns), tf.float32),),
+                lambda: (tf.fill([num_tasks], nan),),
+            )
+            # NaN weights give a NaN direction.
+            return _ops.combine(weights, jacobian), weights
 
         def solve(matrix: Any) -> tuple[Any, Any]:
             direction, weights = self.direction_and_weights(matrix)
             return direction, tf.cast(weights, tf.float32)
 
-        if tf.distribute.has_strategy():
-            # State updates (NashMTL, GradVac) are `merge_call`s under a
-            # strategy, which a cond branch cannot hold: solve on a masked copy.
-            direction, weights = solve(tf.where(ok, jacobian, 0.0))
-            return tf.where(ok, direction, tf.cast(nan, direction.dtype)), tf.where(
-                ok, weights, nan
-            )
-
         def not_finite() -> tuple[Any, Any]:
             direction = tf.zeros_like(jacobian[0]) + tf.cast(nan, jacobian.dtype)
             return direction, tf.fill([num_tasks], nan)
 
-        return tf.cond(ok, lambda: solve(jacobian), not_finite)
+        return self._finite_or_nan(jacobian, solve, not_finite)
+
+    @staticmethod
+    def _finite_or_nan(matrix: Any, solve: Any, not_finite: Any) -> tuple[Any, ...]:
+        """`solve(matrix)` if `matrix` is finite, else `not_finite()`."""
+        ok = tf.reduce_all(tf.math.is_finite(matrix))
+        if tf.distribute.has_strategy():
+            # State updates (NashMTL, GradVac) are `merge_call`s under a
+            # strategy, which a cond branch cannot hold: solve on a masked copy.
+            outputs = solve(tf.where(ok, matrix, tf.zeros_like(matrix)))
+            return tuple(tf.where(ok, o, tf.cast(float("nan"), o.dtype)) for o in outputs)
+        return tf.cond(ok, lambda: solve(matrix), not_finite)
 
     def effective_weights(self, jacobian: Any, direction: Any) -> Any:
         """Per-task weights w such that direction ~ w @ jacobian (least squares),

@@ -54,6 +54,11 @@ class CAGrad(GradientAggregator):
     >>> strategy = weighting.CAGrad(c=0.4)
     """
 
+    #: float64: a float32 Gramian has rounding noise ~1e-8 tr(G), so when 0 is
+    #: in the convex hull of the rows the solve saw a hull distance
+    #: r ~ sqrt(1e-8) > norm_eps and returned a conflicting d.
+    gramian_dtype = tf.float64
+
     def __init__(
         self, c: float = 0.5, norm_eps: float = 1e-4, max_iters: int = 500, **kwargs: Any
     ) -> None:
@@ -64,9 +69,9 @@ class CAGrad(GradientAggregator):
         self.norm_eps = float(norm_eps)
         self.max_iters = int(max_iters)
 
-    def gram_weights(self, gram: Any) -> Any:
+    def gramian_weights(self, gram: Any, num_columns: Any) -> Any:
         """The CAGrad weights (m,) float64 from the Gramian."""
-        m = int(gram.shape[0])
+        m = _ops.static_num_tasks(gram, "CAGrad")
         g = tf.cast(_ops.normalize_gramian(gram, self.norm_eps), tf.float64)
         u = tf.fill([m], tf.constant(1.0 / m, tf.float64))
         gu = tf.linalg.matvec(g, u)
@@ -131,13 +136,6 @@ class CAGrad(GradientAggregator):
             # conflicting d. Decide that case by an exact min-norm solve.
             small = tf.logical_or(small, _hull_distance(g) < self.norm_eps)
         return tf.where(small, tf.zeros_like(w), u + (s / tf.where(small, tf.ones_like(r), r)) * w)
-
-    def combination(self, jacobian: Any) -> Any:
-        _ops.static_num_tasks(jacobian, "CAGrad")
-        # float64 Gramian: a float32 one has rounding noise ~1e-8 tr(G), so
-        # when 0 is in the convex hull of the rows the solve sees a hull
-        # distance r ~ sqrt(1e-8) > norm_eps and returned a conflicting d.
-        return self.gram_weights(_ops.gramian(jacobian, tf.float64))
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -42,12 +42,17 @@ class ConFIG(GradientAggregator):
     >>> strategy = weighting.ConFIG()
     """
 
+    #: float64: in float32 the Gramian's rounding noise (~1e-8 lambda_max)
+    #: would pass the pinv cut-off and be inverted whenever the task gradients
+    #: are linearly dependent, collapsing d to noise.
+    gramian_dtype = tf.float64
+
     def __init__(self, pref_vector: list[float] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pref_vector = None if pref_vector is None else [float(p) for p in pref_vector]
 
-    def combination(self, jacobian: Any) -> Any:
-        m = _ops.static_num_tasks(jacobian, "ConFIG")
+    def gramian_weights(self, gram: Any, num_columns: Any) -> Any:
+        m = _ops.static_num_tasks(gram, "ConFIG")
         if self.pref_vector is None:
             pref = tf.ones([m], tf.float64)
         elif len(self.pref_vector) != m:
@@ -60,14 +65,10 @@ class ConFIG(GradientAggregator):
         # norms n, the unit rows' Gramian is G / (n n^T); `best = U^T c =
         # J^T (c / n)`, `||best||^2 = c'^T G c'` and `sum_i g_i . best =
         # 1^T G c'` with `c' = c / n`.
-        # float64 Gramian: in float32 its rounding noise (~1e-8 lambda_max)
-        # would pass the cut-off below and be inverted whenever the task
-        # gradients are linearly dependent, collapsing d to noise.
-        gram = _ops.gramian(jacobian, tf.float64)
         norms = tf.sqrt(tf.maximum(tf.linalg.diag_part(gram), 0.0))
         inv = tf.where(norms > 0, 1.0 / tf.where(norms > 0, norms, 1.0), 0.0)
         unit_gram = gram * inv[:, None] * inv[None, :]
-        n = jacobian.shape[1] if jacobian.shape[1] is not None else tf.shape(jacobian)[1]
+        n = num_columns
         # torch.linalg.pinv's float32 cut-off, floored at 1e-10 (singular
         # values 1e-5): XLA's float64 eigh leaves null-space eigenvalues of
         # up to ~1e-12 (NumPy: 1e-16), which must not be inverted either.

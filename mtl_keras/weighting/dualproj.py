@@ -38,6 +38,8 @@ class DualProj(GradientAggregator):
     >>> strategy = weighting.DualProj()
     """
 
+    gramian_dtype = tf.float32
+
     def __init__(
         self,
         pref_vector: list[float] | None = None,
@@ -52,10 +54,10 @@ class DualProj(GradientAggregator):
         if self.norm_eps < 0 or self.reg_eps < 0:
             raise ValueError("DualProj: `norm_eps` and `reg_eps` must be >= 0.")
 
-    def combination(self, jacobian: Any) -> Any:
-        m = _ops.static_num_tasks(jacobian, "DualProj")
+    def gramian_weights(self, gram: Any, num_columns: Any) -> Any:
+        m = _ops.static_num_tasks(gram, "DualProj")
         pref = _ops.preference(self.pref_vector, m, "DualProj")
-        gram = _ops.normalize_gramian(_ops.gramian(jacobian), self.norm_eps)
+        gram = _ops.normalize_gramian(gram, self.norm_eps)
         gram = tf.cast(gram, tf.float64) + self.reg_eps * tf.eye(m, dtype=tf.float64)
         weights = _ops.dual_cone_weights(gram, pref[:, None])[:, 0]
         return weights

@@ -62,7 +62,7 @@ class GradDrop(GradientAggregator):
     def _draw(self, jacobian: Any) -> Any:
         if not hasattr(self, "rng_state"):  # used outside a model
             self.build_state([])
-        num_params = jacobian.shape[1] if jacobian.shape[1] is not None else tf.shape(jacobian)[1]
+        num_params = _ops.num_columns(jacobian)
         return _ops.draw_uniform(self.rng_state, [num_params])
 
     def aggregate(self, jacobian: Any) -> Any:

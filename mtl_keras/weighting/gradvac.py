@@ -48,6 +48,8 @@ class GradVac(GradientAggregator):
     >>> strategy = weighting.GradVac(beta=0.01)
     """
 
+    gramian_dtype = tf.float32
+
     def __init__(
         self,
         beta: float = 0.5,
@@ -76,11 +78,10 @@ class GradVac(GradientAggregator):
         )
         self.rng_state = _ops.make_rng_state(self, self.seed, "rng_state")
 
-    def combination(self, jacobian: Any) -> Any:
-        m = _ops.static_num_tasks(jacobian, "GradVac")
+    def gramian_weights(self, gram: Any, num_columns: Any) -> Any:
+        m = _ops.static_num_tasks(gram, "GradVac")
         if not hasattr(self, "targets"):
             raise ValueError("GradVac keeps state: call `build_for_tasks(tasks)` first.")
-        gram = _ops.gramian(jacobian)
         keys = None
         if self.random_order:
             keys = _ops.draw_uniform(self.rng_state, (m, m))

@@ -33,9 +33,10 @@ class IMTLG(GradientAggregator):
     >>> strategy = weighting.IMTLG()
     """
 
-    def combination(self, jacobian: Any) -> Any:
-        m = _ops.static_num_tasks(jacobian, "IMTLG")
-        gram = _ops.gramian(jacobian)
+    gramian_dtype = tf.float32
+
+    def gramian_weights(self, gram: Any, num_columns: Any) -> Any:
+        m = _ops.static_num_tasks(gram, "IMTLG")
         norms = tf.sqrt(tf.maximum(tf.cast(tf.linalg.diag_part(gram), tf.float64), 0.0))
         # torch.linalg.pinv's default cut-off on singular values of G.
         v = tf.linalg.matvec(_ops.psd_pinv(gram, m * _ops.EPS32), norms)

@@ -41,6 +41,8 @@ class MGDA(GradientAggregator):
     >>> strategy = weighting.MGDA(max_iters=250)
     """
 
+    gramian_dtype = tf.float32
+
     def __init__(self, epsilon: float = 1e-3, max_iters: int = 100, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if epsilon <= 0 or int(max_iters) <= 0:
@@ -48,9 +50,8 @@ class MGDA(GradientAggregator):
         self.epsilon = float(epsilon)
         self.max_iters = int(max_iters)
 
-    def combination(self, jacobian: Any) -> Any:
-        m = _ops.static_num_tasks(jacobian, "MGDA")
-        gram = _ops.gramian(jacobian)
+    def gramian_weights(self, gram: Any, num_columns: Any) -> Any:
+        m = _ops.static_num_tasks(gram, "MGDA")
         alpha0 = tf.fill([m], tf.constant(1.0 / m, gram.dtype))
 
         def body(i: Any, alpha: Any, done: Any) -> tuple[Any, Any, Any]:

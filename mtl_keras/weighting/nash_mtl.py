@@ -53,6 +53,8 @@ class NashMTL(GradientAggregator):
     >>> strategy = weighting.NashMTL(update_weights_every=4)
     """
 
+    gramian_dtype = tf.float32
+
     def __init__(
         self,
         max_norm: float = 1.0,
@@ -118,11 +120,10 @@ class NashMTL(GradientAggregator):
         )
         return a / tf.sqrt(safe_scale)
 
-    def combination(self, jacobian: Any) -> Any:
-        _ops.static_num_tasks(jacobian, "NashMTL")
+    def gramian_weights(self, gram: Any, num_columns: Any) -> Any:
+        _ops.static_num_tasks(gram, "NashMTL")
         if not hasattr(self, "alpha"):
             raise ValueError("NashMTL keeps state: call `build_for_tasks(tasks)` first.")
-        gram = _ops.gramian(jacobian)
         recompute = tf.equal(self.step % self.update_weights_every, 0)
         alpha = tf.cond(
             recompute,

@@ -40,6 +40,8 @@ class PCGrad(GradientAggregator):
     >>> strategy = weighting.PCGrad(seed=0)
     """
 
+    gramian_dtype = tf.float32
+
     def __init__(self, random_order: bool = True, seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.random_order = bool(random_order)
@@ -48,9 +50,8 @@ class PCGrad(GradientAggregator):
     def build_state(self, tasks: list[Task]) -> None:
         self.rng_state = _ops.make_rng_state(self, self.seed, "rng_state")
 
-    def combination(self, jacobian: Any) -> Any:
-        m = _ops.static_num_tasks(jacobian, "PCGrad")
-        gram = _ops.gramian(jacobian)
+    def gramian_weights(self, gram: Any, num_columns: Any) -> Any:
+        m = _ops.static_num_tasks(gram, "PCGrad")
         keys = None
         if self.random_order:
             if not hasattr(self, "rng_state"):  # used outside a model

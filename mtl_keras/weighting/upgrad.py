@@ -44,6 +44,8 @@ class UPGrad(GradientAggregator):
     >>> strategy = weighting.UPGrad()
     """
 
+    gramian_dtype = tf.float32
+
     def __init__(
         self,
         pref_vector: list[float] | None = None,
@@ -58,10 +60,10 @@ class UPGrad(GradientAggregator):
         if self.norm_eps < 0 or self.reg_eps < 0:
             raise ValueError("UPGrad: `norm_eps` and `reg_eps` must be >= 0.")
 
-    def combination(self, jacobian: Any) -> Any:
-        m = _ops.static_num_tasks(jacobian, "UPGrad")
+    def gramian_weights(self, gram: Any, num_columns: Any) -> Any:
+        m = _ops.static_num_tasks(gram, "UPGrad")
         pref = _ops.preference(self.pref_vector, m, "UPGrad")
-        gram = _ops.normalize_gramian(_ops.gramian(jacobian), self.norm_eps)
+        gram = _ops.normalize_gramian(gram, self.norm_eps)
         gram = tf.cast(gram, tf.float64) + self.reg_eps * tf.eye(m, dtype=tf.float64)
         solutions = _ops.dual_cone_weights(gram, tf.linalg.diag(pref))
         return tf.reduce_sum(solutions, axis=1)

@@ -72,9 +72,10 @@ def test_solver_passes_non_finite_jacobians_on_as_nan(name: str, mode: str) -> N
         np.testing.assert_allclose(weights.numpy(), expected_weights.numpy(), rtol=1e-4, atol=1e-5)
     assert np.isfinite(direction.numpy()).all() and np.isfinite(weights.numpy()).all()
     state = [v.numpy().copy() for v in agg.non_trainable_variables]
-    for bad in (np.nan, np.inf):
+    for bad in (np.nan, np.inf, -np.inf):
         jac = finite.copy()
         jac[1, 7] = bad
+        jac[2, 7] = -bad  # opposite infinities: -inf off the Gramian's diagonal
         direction, weights = solve(tf.constant(jac))
         assert direction.shape == (40,) and weights.shape == (3,)
         assert np.isnan(direction.numpy()).all() and np.isnan(weights.numpy()).all()
@@ -82,3 +83,73 @@ def test_solver_passes_non_finite_jacobians_on_as_nan(name: str, mode: str) -> N
     # (NashMTL's step counter, GradVac's targets) as they were.
     for before, var in zip(state, agg.non_trainable_variables):
         np.testing.assert_array_equal(var.numpy(), before)
+
+
+GRAMIAN_BASED = [n for n in NAMES if weighting.STRATEGIES[n].gramian_dtype is not None]
+
+
+@pytest.mark.parametrize("name", GRAMIAN_BASED)
+def test_gramian_weights_are_the_combination(name: str) -> None:
+    """Methods whose weights come from `G = J J^T` alone give the same
+    weights from the Gramian as from the Jacobian, and the solver passes
+    over `J` only for the Gramian and the direction: its finiteness check
+    reads the small Gramian."""
+    jac = tf.constant(np.random.default_rng(2).normal(size=(4, 50)), tf.float32)
+    agg = _make(name, 4)
+    gram = tf.matmul(
+        tf.cast(jac, agg.gramian_dtype), tf.cast(jac, agg.gramian_dtype), transpose_b=True
+    )
+    np.testing.assert_allclose(
+        _make(name, 4).gramian_weights(gram, 50).numpy(),
+        agg.combination(jac).numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    graph = (
+        tf.function(_make(name, 4).solver())
+        .get_concrete_function(tf.TensorSpec((4, 50), tf.float32))
+        .graph
+    )
+    checked = [
+        op.inputs[0].shape.as_list() for op in graph.get_operations() if op.type == "IsFinite"
+    ]
+    assert checked == [[4, 4]], checked
+
+
+@pytest.mark.parametrize("name", GRAMIAN_BASED)
+def test_an_overflowing_float32_gramian_is_not_finite(name: str) -> None:
+    """Finite rows so large that their float32 Gramian overflows give NaN
+    (which the model's contracts name), not a solve on infinities."""
+    jac = np.random.default_rng(3).normal(size=(3, 40)).astype("float32") * 1e20
+    direction, weights = _make(name, 3).solver()(tf.constant(jac))
+    if weighting.STRATEGIES[name].gramian_dtype == tf.float64:
+        assert np.isfinite(weights.numpy()).all()
+    else:
+        assert np.isnan(weights.numpy()).all() and np.isnan(direction.numpy()).all()
+
+
+def test_a_custom_aggregator_needs_only_gramian_weights() -> None:
+    """A subclass that implements `gramian_weights` trains with `fit`, and
+    its weights are logged."""
+
+    class InverseNorm(weighting.GradientAggregator):
+        gramian_dtype = tf.float32
+
+        def gramian_weights(self, gram, num_columns):
+            return 1.0 / tf.sqrt(tf.linalg.diag_part(gram) + 1e-12)
+
+    jac = tf.constant([[3.0, 4.0], [0.0, 2.0]])
+    direction, weights = InverseNorm().direction_and_weights(jac)
+    np.testing.assert_allclose(weights.numpy(), [0.2, 0.5], rtol=1e-5)
+    np.testing.assert_allclose(direction.numpy(), [0.6, 1.8], rtol=1e-5)
+    import keras
+
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = {"a": x[:, 0], "b": x[:, 1] - x[:, 2]}
+    model = mk.builders.shared_bottom(
+        keras.Input((4,), name="x"), [mk.Regression("a"), mk.Regression("b")], trunk_units=(8,)
+    )
+    model.compile(keras.optimizers.SGD(0.05), weighting=InverseNorm())
+    history = model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert history.history["a_weight"][-1] > 0 and history.history["b_weight"][-1] > 0
