@@ -6,9 +6,12 @@ the right shape everywhere (typical and scaled matrices), non-conflicting
 (`J d >= 0`), permutation invariant, linear under row scaling, and strongly
 stationary (non-zero output on non-strongly-stationary matrices). The
 matrices (`property_matrices`) are rank-deficient, stationary or not, zero,
-and scaled by 0, 1e-10 ... 1e15. Eager by default; the same checks under
-`jit_compile=True` are marked slow and use the (4, 3) and (20, 10)
-matrices only (one XLA compilation per shape).
+and scaled by 0, 1e-10 ... 1e15. Each aggregator runs as a `tf.function`
+(one trace per shape; eagerly, the while-loop solvers took tens of seconds
+over the matrix set, and the eager path is checked in
+`test_aggregator_weights.py`); the same checks under `jit_compile=True` are
+marked slow and use the (4, 3) and (20, 10) matrices only (one XLA
+compilation per shape).
 """
 
 from __future__ import annotations
@@ -24,20 +27,9 @@ from property_matrices import group
 
 from mtl_keras import weighting as w
 
-JIT = [False, pytest.param(True, marks=pytest.mark.slow, id="xla")]
+JIT = [pytest.param(False, id="graph"), pytest.param(True, marks=pytest.mark.slow, id="xla")]
 #: Under XLA only these shapes (one compilation each) keep the slow run short.
 XLA_SHAPES = {(4, 3), (20, 10)}
-
-
-#: Their while-loop solvers take tens of seconds over the full matrix set
-#: even without XLA: in the slow run only.
-SLOW_METHODS = {"cagrad", "cagrad_c1", "cagrad_c2", "mgda"}
-
-
-def methods(names: Any) -> list[Any]:
-    return [
-        pytest.param(m, marks=pytest.mark.slow) if m in SLOW_METHODS else m for m in sorted(names)
-    ]
 
 
 def matrices(name: str, jit: bool, min_rows: int = 1) -> dict[str, np.ndarray]:
@@ -68,9 +60,7 @@ class Runner:
         m = jac.shape[0]
         if m not in self.fns:
             agg = build(self.make(), m)
-            self.fns[m] = (
-                tf.function(agg.aggregate, jit_compile=True) if self.jit else agg.aggregate
-            )
+            self.fns[m] = tf.function(agg.aggregate, jit_compile=self.jit)
         out = self.fns[m](tf.constant(np.asarray(jac, np.float32)))
         return np.asarray(out, np.float64)
 
@@ -112,7 +102,7 @@ def _each(matrices: dict[str, np.ndarray], check: Callable[..., None], run: Runn
 
 
 @pytest.mark.parametrize("jit", JIT)
-@pytest.mark.parametrize("method", methods(FACTORIES))
+@pytest.mark.parametrize("method", sorted(FACTORIES))
 def test_expected_structure(method: str, jit: bool) -> None:
     run = Runner(FACTORIES[method], jit)
     for name, jac in {**matrices("typical", jit), **matrices("scaled", jit)}.items():
@@ -149,28 +139,28 @@ STATIONARY = {"upgrad": (w.UPGrad, 5e-3), "dualproj": (w.DualProj, 3e-3)}
 
 
 @pytest.mark.parametrize("jit", JIT)
-@pytest.mark.parametrize("method", methods(NON_CONFLICTING))
+@pytest.mark.parametrize("method", sorted(NON_CONFLICTING))
 def test_non_conflicting(method: str, jit: bool) -> None:
     make, tol = NON_CONFLICTING[method]
     _each(matrices("typical", jit), _non_conflicting, Runner(make, jit), tol)
 
 
 @pytest.mark.parametrize("jit", JIT)
-@pytest.mark.parametrize("method", methods(PERMUTATION))
+@pytest.mark.parametrize("method", sorted(PERMUTATION))
 def test_permutation_invariant(method: str, jit: bool) -> None:
     make, tol = PERMUTATION[method]
     _each(matrices("typical", jit), _permutation_invariant, Runner(make, jit), tol)
 
 
 @pytest.mark.parametrize("jit", JIT)
-@pytest.mark.parametrize("method", methods(LINEAR))
+@pytest.mark.parametrize("method", sorted(LINEAR))
 def test_linear_under_scaling(method: str, jit: bool) -> None:
     make, tol = LINEAR[method]
     _each(matrices("typical", jit), _linear_under_scaling, Runner(make, jit), tol)
 
 
 @pytest.mark.parametrize("jit", JIT)
-@pytest.mark.parametrize("method", methods(STATIONARY))
+@pytest.mark.parametrize("method", sorted(STATIONARY))
 def test_strongly_stationary(method: str, jit: bool) -> None:
     make, threshold = STATIONARY[method]
     _each(matrices("non_strong", jit), _strongly_stationary, Runner(make, jit), threshold)
