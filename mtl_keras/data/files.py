@@ -165,8 +165,9 @@ def from_csv(
     of the first file, unless `column_kinds` ("float", "int" or "string" per
     column) says otherwise. An empty field is NaN (float), "" (string) or -1
     (int label: unlabelled for Binary/Multiclass). A line with another number
-    of fields than the header stops reading with an error naming its file and
-    line number.
+    of fields than the header, or a value that is no number in a numeric
+    column, stops reading with an error naming its file and line number
+    (and the column and value).
 
     Args:
         files: glob pattern, directory or list of CSV files (same header).
@@ -220,11 +221,17 @@ def from_csv(
         "string": tf.constant([""], tf.string),
     }
     record_defaults = [defaults[kinds[n]] for n in names]
+    strings = tf.constant([""], tf.string)
 
     def decode(lines: Any, numbers: Any, sources: Any) -> tuple:
         with tf.control_dependencies([_check_field_counts(lines, numbers, sources, header)]):
-            values = tf.io.decode_csv(lines, record_defaults, select_cols=select)
-        return _split(dict(zip(names, values)), feature_columns, task_columns, mask_columns)
+            # As strings, so that a value of the wrong type can be named.
+            fields = tf.io.decode_csv(lines, [strings] * len(select), select_cols=select)
+        values = {
+            name: _parse_column(field, name, kinds[name], default, numbers, sources)
+            for name, field, default in zip(names, fields, record_defaults)
+        }
+        return _split(values, feature_columns, task_columns, mask_columns)
 
     def numbered_lines(path: Any) -> tf.data.Dataset:
         # (line, line number, file) so that a malformed line can be named.
@@ -253,6 +260,40 @@ def _check_field_counts(lines: Any, numbers: Any, sources: Any, header: Sequence
         (sources[first], numbers[first], fields[first], len(header)),
     )
     return tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message])
+
+
+#: what `tf.strings.to_number` (and `decode_csv`) parse, as full matches
+_NUMBER_PATTERNS = {
+    "float": (
+        r"\s*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+        r"|0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?\d+)?"
+        r"|(?i:nan|inf|infinity))\s*"
+    ),
+    "int": r"\s*[+-]?\d+\s*",
+}
+
+
+def _parse_column(
+    field: Any, name: str, kind: str, default: Any, numbers: Any, sources: Any
+) -> Any:
+    """One CSV column of a batch from its strings: an empty field is the
+    default, and a value that is no number of the column's type stops
+    reading with an error naming the file, line, column and value
+    (`decode_csv` says only "Field 3 in record 0 is not a valid float")."""
+    if kind == "string":
+        return field
+    empty = tf.equal(field, "")
+    valid = tf.logical_or(empty, tf.strings.regex_full_match(field, _NUMBER_PATTERNS[kind]))
+    first = tf.argmax(tf.cast(tf.logical_not(valid), tf.int32))
+    column = name.replace("{}", "{ }")  # "{}" is a placeholder of the template
+    template = (
+        f"CSV file {{}} line {{}}: column '{column}' holds {{}}, which is no {kind} (set "
+        "`column_kinds` if the column's type was inferred wrongly from the first rows)"
+    )
+    message = tf.strings.format(template, (sources[first], numbers[first], field[first]))
+    with tf.control_dependencies([tf.debugging.Assert(tf.reduce_all(valid), [message])]):
+        parsed = tf.strings.to_number(tf.where(empty, "0", field), default.dtype)
+    return tf.where(empty, default, parsed)
 
 
 def _interleave(paths: Sequence[str], reader: Any) -> Any:

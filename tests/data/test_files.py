@@ -355,3 +355,42 @@ def test_a_malformed_csv_line_is_named_by_file_and_line(tmp_path):
     good = files.from_csv(str(tmp_path / "a.csv"), ["age", "job"], {"income": "income"})
     x, _ = next(iter(good))
     assert x["job"].numpy().tolist() == [b"x, y", b"b"]
+
+
+def test_a_value_of_the_wrong_type_is_named_by_file_line_and_column(tmp_path):
+    (tmp_path / "a.csv").write_text("age,job,income\n30,a,1\n31,b,0\n")
+    (tmp_path / "b.csv").write_text("age,job,income\n30,a,1\n31,b,0\n3O,c,1\n")  # letter O
+    ds = files.from_csv(str(tmp_path / "*.csv"), ["age", "job"], {"income": "income"}, batch_size=4)
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"b\.csv\W* line 4: column \W*age\W* holds \W*3O\W*, which is no float",
+    ):
+        for _ in ds:
+            pass
+    (tmp_path / "b.csv").write_text("age,job,income\n30,a,yes\n")
+    ds = files.from_csv(str(tmp_path / "*.csv"), ["age", "job"], {"income": "income"}, batch_size=4)
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"line 2: column \W*income\W* holds \W*yes\W*, which is no int",
+    ):
+        for _ in ds:
+            pass
+
+
+def test_numbers_in_every_form_decode_csv_accepts_still_parse(tmp_path):
+    values = [" 30", "30 ", "1e3", "+2", ".5", "5.", "nan", "-Infinity", "0x10", '"7"', ""]
+    lines = "".join(f"{v},{i % 2}\n" for i, v in enumerate(values))
+    (tmp_path / "a.csv").write_text("x,y\n" + lines)
+    ds = files.from_csv(
+        str(tmp_path / "a.csv"),
+        ["x"],
+        {"y": "y"},
+        batch_size=len(values),
+        column_kinds={"x": "float"},
+    )
+    x, y = next(iter(ds))
+    expected = [30, 30, 1000, 2, 0.5, 5, np.nan, -np.inf, 16, 7, np.nan]
+    np.testing.assert_array_equal(x["x"].numpy(), np.array(expected, np.float32))
+    assert y["y"].dtype == tf.int32 and y["y"].numpy().tolist() == [
+        i % 2 for i in range(len(values))
+    ]
