@@ -412,7 +412,7 @@ class GradientAggregator(Weighting):
         """
         num_tasks = _ops.static_num_tasks(jacobian, type(self).__name__)
         nan = float("nan")
-        if self.is_combination and self.gramian_dtype is not None:
+        if self._solves_on_gramian():
             gram = _ops.gramian(jacobian, self.gramian_dtype)
             columns = _ops.num_columns(jacobian)
             (weights,) = self._finite_or_nan(
@@ -432,6 +432,18 @@ class GradientAggregator(Weighting):
             return direction, tf.fill([num_tasks], nan)
 
         return self._finite_or_nan(jacobian, solve, not_finite)
+
+    def _solves_on_gramian(self) -> bool:
+        """Whether the weights come from `gramian_weights` alone: not when a
+        subclass overrides `combination` or `direction_and_weights` (its
+        override is what runs then)."""
+        cls = type(self)
+        return (
+            self.is_combination
+            and self.gramian_dtype is not None
+            and cls.combination is GradientAggregator.combination
+            and cls.direction_and_weights is GradientAggregator.direction_and_weights
+        )
 
     @staticmethod
     def _finite_or_nan(matrix: Any, solve: Any, not_finite: Any) -> tuple[Any, ...]:

@@ -153,3 +153,17 @@ def test_a_custom_aggregator_needs_only_gramian_weights() -> None:
     history = model.fit(x, y, batch_size=32, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert history.history["a_weight"][-1] > 0 and history.history["b_weight"][-1] > 0
+
+
+def test_an_overridden_combination_is_what_the_solver_runs() -> None:
+    """A subclass of a Gramian-based aggregator that overrides `combination`
+    is solved through its override, not through the parent's Gramian path."""
+
+    class FirstTaskOnly(weighting.UPGrad):
+        def combination(self, jacobian):
+            return tf.one_hot(0, int(jacobian.shape[0]))
+
+    jac = tf.constant([[1.0, 2.0], [-3.0, 1.0]])
+    direction, weights = FirstTaskOnly().solver()(jac)
+    np.testing.assert_allclose(weights.numpy(), [1.0, 0.0])
+    np.testing.assert_allclose(direction.numpy(), [1.0, 2.0])
