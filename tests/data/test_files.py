@@ -297,8 +297,16 @@ def test_tfrecord_and_parquet_datasets_know_their_number_of_batches(tmp_path, dr
     (tmp_path / "pq").mkdir()
     df.iloc[:20].to_parquet(tmp_path / "pq" / "part-0.parquet")
     df.iloc[20:].to_parquet(tmp_path / "pq" / "part-1.parquet")
+    (tmp_path / "csv").mkdir()
+    df.iloc[:20].to_csv(tmp_path / "csv" / "part-0.csv", index=False)
+    # The last line without its newline still counts (TextLineDataset reads it).
+    text = df.iloc[20:].to_csv(index=False).rstrip("\n")
+    (tmp_path / "csv" / "part-1.csv").write_text(text)
     expected = 37 // 8 if drop_remainder else 5
     readers = {
+        "csv": files.from_csv(
+            str(tmp_path / "csv"), FEATURES, TASKS, batch_size=8, drop_remainder=drop_remainder
+        ),
         "tfrecord": files.from_tfrecords(paths, batch_size=8, drop_remainder=drop_remainder),
         "parquet": files.from_parquet(
             str(tmp_path / "pq"), FEATURES, TASKS, batch_size=8, drop_remainder=drop_remainder
@@ -310,6 +318,13 @@ def test_tfrecord_and_parquet_datasets_know_their_number_of_batches(tmp_path, dr
     # A subset of the shards: their own rows (dealt round-robin: 13, 12, 12).
     two = files.from_tfrecords(paths[1:], batch_size=8)
     assert int(two.cardinality()) == 3 and sum(len(b[0]["id"]) for b in two) == 24
+
+
+def test_csv_rows_are_not_counted_when_asked_not_to(tmp_path):
+    frame(10).to_csv(tmp_path / "a.csv", index=False)
+    ds = files.from_csv(str(tmp_path / "a.csv"), FEATURES, TASKS, batch_size=4, count_rows=False)
+    assert int(ds.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+    assert sum(1 for _ in ds) == 3
 
 
 def test_old_tfrecord_schemas_without_shard_counts_stay_unknown(tmp_path):
@@ -324,15 +339,22 @@ def test_old_tfrecord_schemas_without_shard_counts_stay_unknown(tmp_path):
     assert sum(1 for _ in ds) == 3
 
 
-def test_fit_on_a_tfrecord_dataset_does_not_warn_that_data_ran_out(tmp_path):
+@pytest.mark.parametrize("reader", ["tfrecord", "csv"])
+def test_fit_on_a_file_dataset_does_not_warn_that_data_ran_out(tmp_path, reader):
     import warnings
 
     import keras
 
     df = pd.DataFrame({"age": np.arange(64.0), "income": (np.arange(64) % 2).astype(float)})
-    folder = str(tmp_path / "tfr")
-    files.write_tfrecords(df, folder, ["age"], {"income": "income"}, num_shards=2)
-    ds = files.from_tfrecords(folder, batch_size=16)
+    folder = str(tmp_path / "files")
+    if reader == "tfrecord":
+        files.write_tfrecords(df, folder, ["age"], {"income": "income"}, num_shards=2)
+        ds = files.from_tfrecords(folder, batch_size=16)
+    else:
+        (tmp_path / "files").mkdir()
+        df.iloc[:30].to_csv(tmp_path / "files" / "a.csv", index=False)
+        df.iloc[30:].to_csv(tmp_path / "files" / "b.csv", index=False)
+        ds = files.from_csv(folder, ["age"], {"income": "income"}, batch_size=16)
     task = mk.Binary("income")
     age = keras.Input((), name="age")
     head = task.head(keras.layers.Reshape((1,))(age))
