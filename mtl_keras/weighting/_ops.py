@@ -153,9 +153,12 @@ def dual_cone_weights(gram: Any, targets: Any) -> Any:
     def cond(it: Any, free: Any, s: Any, best: Any, tries: Any, done: Any) -> Any:
         return tf.logical_and(it < _PIVOT_MAX_ITER * m, tf.logical_not(tf.reduce_all(done)))
 
+    # F = {} (v = u, s = 0, y = Gu) is already optimal for a problem whose
+    # target conflicts with no row: then no solve is needed, and when that
+    # holds for all of them (no conflict at all) the loop does not run.
     start = (
         tf.constant(0), tf.zeros([k, m], tf.float64), tf.zeros([k, m], tf.float64),
-        tf.fill([k], m + 1), tf.fill([k], PIVOT_TRIES), tf.zeros([k], tf.bool),
+        tf.fill([k], m + 1), tf.fill([k], PIVOT_TRIES), tf.reduce_all(q >= -tol, axis=1),
     )  # fmt: skip
     # Once every problem is done the last solve was on the final sets (no
     # flips). Past the iteration cap (not met in tests), clipping keeps v >= u.
