@@ -290,7 +290,8 @@ _NUMBER_PATTERNS = {
         r"|0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?\d+)?"
         r"|(?i:nan|inf|infinity))\s*"
     ),
-    "int": r"\s*[+-]?\d+\s*",
+    # At most 18 digits: always an int64, whose range is then checked.
+    "int": r"\s*[+-]?\d{1,18}\s*",
 }
 
 
@@ -305,6 +306,22 @@ def _parse_column(
         return field
     empty = tf.equal(field, "")
     valid = tf.logical_or(empty, tf.strings.regex_full_match(field, _NUMBER_PATTERNS[kind]))
+    with tf.control_dependencies([_assert_valid(valid, field, name, kind, numbers, sources)]):
+        as_numbers = tf.where(empty, "0", field)
+        if kind == "float":
+            parsed = tf.strings.to_number(as_numbers, tf.float32)
+        else:
+            wide = tf.strings.to_number(as_numbers, tf.int64)
+            fits = tf.logical_and(wide >= -(2**31), wide < 2**31)
+            check = _assert_valid(fits, field, name, "32-bit int", numbers, sources)
+            with tf.control_dependencies([check]):
+                parsed = tf.cast(wide, tf.int32)
+    return tf.where(empty, default, parsed)
+
+
+def _assert_valid(valid: Any, field: Any, name: str, kind: str, numbers: Any, sources: Any) -> Any:
+    """An assertion that every value of a column is `valid`, naming the
+    file, line, column and value of the first that is not."""
     first = tf.argmax(tf.cast(tf.logical_not(valid), tf.int32))
     column = name.replace("{}", "{ }")  # "{}" is a placeholder of the template
     template = (
@@ -312,9 +329,7 @@ def _parse_column(
         "`column_kinds` if the column's type was inferred wrongly from the first rows)"
     )
     message = tf.strings.format(template, (sources[first], numbers[first], field[first]))
-    with tf.control_dependencies([tf.debugging.Assert(tf.reduce_all(valid), [message])]):
-        parsed = tf.strings.to_number(tf.where(empty, "0", field), default.dtype)
-    return tf.where(empty, default, parsed)
+    return tf.debugging.Assert(tf.reduce_all(valid), [message])
 
 
 def _interleave(paths: Sequence[str], reader: Any) -> Any:

@@ -389,14 +389,16 @@ def test_a_value_of_the_wrong_type_is_named_by_file_line_and_column(tmp_path):
     ):
         for _ in ds:
             pass
-    (tmp_path / "b.csv").write_text("age,job,income\n30,a,yes\n")
-    ds = files.from_csv(str(tmp_path / "*.csv"), ["age", "job"], {"income": "income"}, batch_size=4)
-    with pytest.raises(
-        tf.errors.InvalidArgumentError,
-        match=r"line 2: column \W*income\W* holds \W*yes\W*, which is no int",
-    ):
-        for _ in ds:
-            pass
+    # An integer label column: a word, a 19-digit number, one beyond int32.
+    for value, kind in (("yes", "int"), ("1" * 19, "int"), ("3000000000", "32-bit int")):
+        (tmp_path / "b.csv").write_text(f"age,job,income\n30,a,{value}\n")
+        ds = files.from_csv(
+            str(tmp_path / "*.csv"), ["age", "job"], {"income": "income"}, batch_size=4
+        )
+        pattern = rf"line 2: column \W*income\W* holds \W*{value}\W*, which is no {kind} "
+        with pytest.raises(tf.errors.InvalidArgumentError, match=pattern):
+            for _ in ds:
+                pass
 
 
 def test_numbers_in_every_form_decode_csv_accepts_still_parse(tmp_path):
@@ -416,3 +418,9 @@ def test_numbers_in_every_form_decode_csv_accepts_still_parse(tmp_path):
     assert y["y"].dtype == tf.int32 and y["y"].numpy().tolist() == [
         i % 2 for i in range(len(values))
     ]
+    (tmp_path / "b.csv").write_text("x,y\n1.0, -2147483648\n2.0,2147483647 \n3.0,\n")
+    ints = files.from_csv(
+        str(tmp_path / "b.csv"), ["x"], {"y": "y"}, batch_size=3, column_kinds={"y": "int"}
+    )
+    _, y = next(iter(ints))
+    assert y["y"].numpy().tolist() == [-(2**31), 2**31 - 1, -1]  # empty: unlabelled
