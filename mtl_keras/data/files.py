@@ -274,13 +274,17 @@ def _check_field_counts(lines: Any, numbers: Any, sources: Any, header: Sequence
     count."""
     unquoted = tf.strings.regex_replace(lines, r'"([^"]|"")*"', "")
     fields = tf.strings.length(tf.strings.regex_replace(unquoted, "[^,]", "")) + 1
-    bad = tf.not_equal(fields, len(header))
-    first = tf.argmax(tf.cast(bad, tf.int32))
-    message = tf.strings.format(
-        "CSV file {} line {} has {} fields, but the header has {}",
-        (sources[first], numbers[first], fields[first], len(header)),
-    )
-    return tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message])
+    template = f"CSV file {{}} line {{}} has {{}} fields, but the header has {len(header)}"
+    return _assert_every_line(tf.equal(fields, len(header)), template, (sources, numbers, fields))
+
+
+def _assert_every_line(valid: Any, template: str, columns: tuple) -> Any:
+    """An assertion that `valid` holds for every line of a batch; its
+    message is `template` formatted with the first failing line's entry of
+    each of `columns` (the file, the line number, ...)."""
+    first = tf.argmax(tf.cast(tf.logical_not(valid), tf.int32))
+    message = tf.strings.format(template, tuple(column[first] for column in columns))
+    return tf.debugging.Assert(tf.reduce_all(valid), [message])
 
 
 #: what `tf.strings.to_number` (and `decode_csv`) parse, as full matches
@@ -322,14 +326,12 @@ def _parse_column(
 def _assert_valid(valid: Any, field: Any, name: str, kind: str, numbers: Any, sources: Any) -> Any:
     """An assertion that every value of a column is `valid`, naming the
     file, line, column and value of the first that is not."""
-    first = tf.argmax(tf.cast(tf.logical_not(valid), tf.int32))
     column = name.replace("{}", "{ }")  # "{}" is a placeholder of the template
     template = (
         f"CSV file {{}} line {{}}: column '{column}' holds {{}}, which is no {kind} (set "
         "`column_kinds` if the column's type was inferred wrongly from the first rows)"
     )
-    message = tf.strings.format(template, (sources[first], numbers[first], field[first]))
-    return tf.debugging.Assert(tf.reduce_all(valid), [message])
+    return _assert_every_line(valid, template, (sources, numbers, field))
 
 
 def _interleave(paths: Sequence[str], reader: Any) -> Any:
