@@ -116,12 +116,16 @@ def test_gramian_weights_are_the_combination(name: str) -> None:
     assert checked == [[4, 4]], checked
 
 
+@pytest.mark.parametrize("mode", ["eager", "graph", "jit_solver"])
 @pytest.mark.parametrize("name", GRAMIAN_BASED)
-def test_an_overflowing_float32_gramian_is_not_finite(name: str) -> None:
+def test_an_overflowing_float32_gramian_is_not_finite(name: str, mode: str) -> None:
     """Finite rows so large that their float32 Gramian overflows give NaN
     (which the model's contracts name), not a solve on infinities."""
     jac = np.random.default_rng(3).normal(size=(3, 40)).astype("float32") * 1e20
-    direction, weights = _make(name, 3).solver()(tf.constant(jac))
+    agg = _make(name, 3)
+    agg.jit_solver = mode == "jit_solver"
+    solve = tf.function(agg.solver()) if mode == "graph" else agg.solver()
+    direction, weights = solve(tf.constant(jac))
     if weighting.STRATEGIES[name].gramian_dtype == tf.float64:
         assert np.isfinite(weights.numpy()).all()
     else:
