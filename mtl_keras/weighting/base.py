@@ -373,11 +373,15 @@ class GradientAggregator(Weighting):
         return tf.reduce_sum(task_losses), weights
 
     def solver(self) -> Any:
-        """`direction_and_weights_or_nan`, as its own XLA cluster when
-        `jit_solver` is set (by `mtl_keras.compile_defaults`, for a step that
-        runs without XLA): the solvers are many small ops and `tf.while_loop`s
-        that XLA fuses, and so is the finiteness check over the matrix, while
-        the step's large matmuls run faster on oneDNN.
+        """`direction_and_weights_or_nan`, with its small part as its own XLA
+        cluster when `jit_solver` is set (by `mtl_keras.compile_defaults`, for
+        a step that runs without XLA): the solvers are many small ops and
+        `tf.while_loop`s that XLA fuses, while the passes over the large
+        Jacobian run faster on TensorFlow's (oneDNN) kernels. For
+        Gramian-based methods only the `(T, T)` solve is compiled (the
+        Gramian and the direction are one oneDNN matmul each: XLA's CPU dot
+        was ~40x slower on a `(3, 65,536)` Jacobian); for the others
+        (GradDrop, a custom `combination`) the whole solver is.
 
         Returns:
             A callable `jacobian -> (direction, weights)`.
@@ -390,12 +394,36 @@ class GradientAggregator(Weighting):
         """
         if not self.jit_solver:
             return self.direction_and_weights_or_nan
-        fn = self.__dict__.get("_jit_solver_fn")
+        if self._solves_on_gramian():
+            weights_of = self._jit("_jit_weights_fn", self.gramian_weights_or_nan)
+
+            def solve(jacobian: Any) -> tuple[Any, Any]:
+                gram = _ops.gramian(jacobian, self.gramian_dtype)
+                weights = weights_of(gram, _ops.num_columns(jacobian))
+                return _ops.combine(weights, jacobian), weights
+
+            return solve
+        return self._jit("_jit_solver_fn", self.direction_and_weights_or_nan)
+
+    def _jit(self, key: str, method: Any) -> Any:
+        fn = self.__dict__.get(key)
         if fn is None:
-            fn = tf.function(self.direction_and_weights_or_nan, jit_compile=True)
+            fn = tf.function(method, jit_compile=True)
             # Not a tracked attribute: a cache, rebuilt after deserialisation.
-            object.__setattr__(self, "_jit_solver_fn", fn)
+            object.__setattr__(self, key, fn)
         return fn
+
+    def gramian_weights_or_nan(self, gram: Any, num_columns: Any) -> Any:
+        """`gramian_weights` as float32, NaN when the Gramian is not finite
+        (it is finite exactly when `J` is: its diagonal sums every entry's
+        square; an overflow there is not finite either)."""
+        num_tasks = _ops.static_num_tasks(gram, type(self).__name__)
+        (weights,) = self._finite_or_nan(
+            gram,
+            lambda g: (tf.cast(self.gramian_weights(g, num_columns), tf.float32),),
+            lambda: (tf.fill([num_tasks], float("nan")),),
+        )
+        return weights
 
     def direction_and_weights_or_nan(self, jacobian: Any) -> tuple[Any, Any]:
         """`direction_and_weights`, NaN when the Jacobian is not finite.
@@ -404,24 +432,18 @@ class GradientAggregator(Weighting):
         error on NaN input, so they run only on finite input; otherwise NaN
         is passed on, and the model's contracts name the non-finite gradient
         and skip or stop (see `mtl_keras.contracts`). Methods with
-        `gramian_weights` check the small Gramian, which is finite exactly
-        when `J` is (its diagonal sums every entry's square; an overflow
-        there is not finite either), and solve on it: one pass over `J` for
-        the Gramian and one for the direction, none for the check. The
-        check is a `tf.cond`, not a masked copy, outside `tf.distribute`.
+        `gramian_weights` check the small Gramian (`gramian_weights_or_nan`)
+        and solve on it: one pass over `J` for the Gramian and one for the
+        direction, none for the check. Others check the Jacobian. The check is a `tf.cond`, not a masked copy, outside
+        `tf.distribute`.
         """
         num_tasks = _ops.static_num_tasks(jacobian, type(self).__name__)
-        nan = float("nan")
         if self._solves_on_gramian():
             gram = _ops.gramian(jacobian, self.gramian_dtype)
-            columns = _ops.num_columns(jacobian)
-            (weights,) = self._finite_or_nan(
-                gram,
-                lambda g: (tf.cast(self.gramian_weights(g, columns), tf.float32),),
-                lambda: (tf.fill([num_tasks], nan),),
-            )
+            weights = self.gramian_weights_or_nan(gram, _ops.num_columns(jacobian))
             # NaN weights give a NaN direction.
             return _ops.combine(weights, jacobian), weights
+        nan = float("nan")
 
         def solve(matrix: Any) -> tuple[Any, Any]:
             direction, weights = self.direction_and_weights(matrix)

@@ -105,7 +105,7 @@ class NashMTL(GradientAggregator):
         def newton(i: Any, a: Any, decrement: Any) -> tuple[Any, Any, Any]:
             grad = tf.linalg.matvec(g, a) - 1.0 / a
             hess = g + tf.linalg.diag(1.0 / (a * a))
-            delta = -tf.linalg.solve(hess, grad[:, None])[:, 0]
+            delta = -_ops.spd_solve(hess, grad[:, None])[:, 0]
             decrement = tf.sqrt(tf.maximum(-tf.reduce_sum(grad * delta), 0.0))
             # Damped step 1/(1+lambda) keeps a > 0; full steps once close.
             damping = tf.where(decrement < 0.25, tf.ones_like(decrement), 1.0 / (1.0 + decrement))
