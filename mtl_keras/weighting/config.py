@@ -46,6 +46,10 @@ class ConFIG(GradientAggregator):
     #: would pass the pinv cut-off and be inverted whenever the task gradients
     #: are linearly dependent, collapsing d to noise.
     gramian_dtype = tf.float64
+    #: the float32 Gramian when its normalised eigenvalues all exceed 1e-3:
+    #: its rounding noise (~1e-7 of the trace) is then far from every
+    #: cut-off, and the weights are as accurate as torchjd's float32 ones
+    float32_gramian_above = 1e-3
 
     def __init__(self, pref_vector: list[float] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

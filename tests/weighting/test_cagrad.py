@@ -84,3 +84,17 @@ def test_exact_on_ill_conditioned_gramians(spread: float) -> None:
         jac = jac.astype(np.float32)
         got = tf.function(CAGrad().combination, jit_compile=True)(tf.constant(jac)).numpy()
         np.testing.assert_allclose(got, _exact_weights(jac), rtol=1e-5)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "xla"])
+@pytest.mark.parametrize("c", [0.5, 1.0])
+def test_rows_that_sum_to_zero_give_a_zero_direction_not_nan(c: float, jit: bool) -> None:
+    """At a Pareto-stationary point whose mean gradient is zero, `w^T G w`
+    rounds to a tiny negative number on the singular Gramian; its square
+    root was NaN, which the model would have reported as a non-finite
+    gradient. The direction is zero (the ball around g_0 = 0 has radius 0)."""
+    jac = np.random.default_rng(4).normal(size=(3, 400)).astype("float32")
+    jac[2] = -(jac[0] + jac[1])
+    direction = run(CAGrad(c=c), jac, jit=jit)
+    assert np.isfinite(direction).all()
+    np.testing.assert_allclose(direction, 0.0, atol=1e-5)
