@@ -46,3 +46,33 @@ def test_seeded_draws_are_reproducible() -> None:
 def test_config_round_trip() -> None:
     agg = GradDrop(leak=[0.1, 0.0], seed=3)
     assert GradDrop.from_config(agg.get_config()).get_config() == agg.get_config()
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "xla"])
+@pytest.mark.parametrize("leak", [None, [0.3, 0.0, 1.0, 0.5]])
+def test_row_wise_step_form_equals_the_matrix_form(leak: list[float] | None, jit: bool) -> None:
+    """What the step runs (positive and negative parts row by row) is the
+    paper's matrix form `sum_i (l_i + (1 - l_i) M_ik) J_ik`, and its weights
+    are the surviving share of each row's mass; also with zeros and with a
+    draw equal to the purity (then neither sign is kept)."""
+    rng = np.random.default_rng(7)
+    jac = rng.normal(size=(4, 300)).astype("float32")
+    jac[:, :20] = 0.0
+    jac[1, 20:40] = 0.0
+    jac[:, 40] = [1.0, -1.0, 2.0, -2.0]  # purity exactly 1/2
+    uniform = rng.uniform(size=300).astype("float32")
+    uniform[40] = 0.5
+    agg = GradDrop(leak=leak)
+    step = agg.direction_and_weights_with_uniform
+    if jit:
+        step = tf.function(step, jit_compile=True)
+    direction, weights = step(tf.constant(jac), tf.constant(uniform))
+    factor = agg.kept_factor(tf.constant(jac), tf.constant(uniform)).numpy()
+    np.testing.assert_allclose(direction.numpy(), (factor * jac).sum(0), rtol=1e-5, atol=1e-6)
+    mass = np.abs(jac)
+    np.testing.assert_allclose(
+        weights.numpy(), (factor * mass).sum(1) / mass.sum(1), rtol=1e-5, atol=1e-6
+    )
+    # At the tie only the leaked part remains.
+    tie = 0.0 if leak is None else float(np.dot(leak, jac[:, 40]))
+    assert direction.numpy()[40] == pytest.approx(tie)
