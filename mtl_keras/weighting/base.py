@@ -475,8 +475,8 @@ class GradientAggregator(Weighting):
         and skip or stop (see `mtl_keras.contracts`). Methods with
         `gramian_weights` check the small Gramian (`gramian_weights_or_nan`)
         and solve on it: one pass over `J` for the Gramian and one for the
-        direction, none for the check. Others check the Jacobian. The check is a `tf.cond`, not a masked copy, outside
-        `tf.distribute`.
+        direction, none for the check. Others check the Jacobian. The check
+        is a `tf.cond`, not a masked copy, outside `tf.distribute`.
         """
         num_tasks = _ops.static_num_tasks(jacobian, type(self).__name__)
         if self._solves_on_gramian():

@@ -37,9 +37,12 @@ class CAGrad(GradientAggregator):
     Properties: `c = 0` gives the mean; invariant to permuting rows;
     identical rows give that row (times `1 + c`); with `c >= 1`, d
     conflicts with no task, and is zero when 0 is in the convex hull of the
-    rows (decided by an exact min-norm solve, `_hull_distance`). The
-    Gramian is computed in float64: in float32 its rounding noise (~1e-8 of
-    the trace) alone puts that distance above `norm_eps`.
+    rows (decided by an exact min-norm solve, `_hull_distance`). Near such
+    decisions the Gramian is computed in float64: in float32 its rounding
+    noise (~1e-8 of the trace) alone puts that distance above `norm_eps`.
+    A training step uses the float32 Gramian when all its normalised
+    eigenvalues exceed `float32_gramian_above` (far from every decision);
+    `combination` always uses float64.
 
     Reference: Liu et al., "Conflict-Averse Gradient Descent for Multi-task
     Learning", NeurIPS 2021 (arXiv:2110.14048).

@@ -22,9 +22,11 @@ class ConFIG(GradientAggregator):
     (Equation 2). `U^+ = U^T (U U^T)^+` keeps the pseudo-inverse on the
     small `(m, m)` Gram matrix, computed in float64 (a float32 Gramian's
     rounding noise would be mistaken for the tiny eigenvalues of linearly
-    dependent rows); singular values below `max(m, n) * eps_float32 * max`
-    are cut, as `torch.linalg.pinv` on float32 input, and at least those
-    below `1e-5 * max` (XLA's eigh is only that accurate).
+    dependent rows; a training step uses the float32 one when all its
+    normalised eigenvalues exceed `float32_gramian_above`); singular values
+    below `max(m, n) * eps_float32 * max` are cut, as `torch.linalg.pinv`
+    on float32 input, and at least those below `1e-5 * max` (XLA's eigh is
+    only that accurate).
 
     Properties: with independent rows, `u_i . e` is the same for all tasks
     (equal cosine) and positive, so d conflicts with no task; d is linear
