@@ -197,3 +197,21 @@ def test_cagrad_c1_is_zero_when_zero_is_in_the_hull(jit: bool) -> None:
     np.testing.assert_array_equal(run(strong), np.zeros(strong.shape[1]))
     opposite = np.array([[1.0, 2.0, -1.0], [-2.0, -4.0, 2.0], [0.5, 0.0, 1.0], [-1.0, 0.0, -2.0]])
     np.testing.assert_array_equal(run(opposite), np.zeros(3))
+
+
+@pytest.mark.parametrize("method", sorted(FACTORIES))
+def test_the_steps_solver_is_finite_everywhere(method: str) -> None:
+    """What a step without XLA on CPU runs (`solver()` with `jit_solver`:
+    the Gramian and the direction on TensorFlow's kernels, the small solve
+    as an XLA cluster; for CAGrad and ConFIG the float32 Gramian when it is
+    well conditioned) is finite on the typical and scaled matrices: a NaN
+    here would stop or skip a training step as a non-finite gradient."""
+    solvers: dict[int, Any] = {}  # one aggregator (one XLA compilation) per number of tasks
+    for name, jac in {**matrices("typical", True), **matrices("scaled", True)}.items():
+        if jac.shape[0] not in solvers:
+            agg = build(FACTORIES[method](), jac.shape[0])
+            agg.jit_solver = True
+            solvers[jac.shape[0]] = tf.function(agg.solver())
+        direction, weights = solvers[jac.shape[0]](tf.constant(jac))
+        assert np.all(np.isfinite(direction.numpy())), f"{method} on {name}"
+        assert np.all(np.isfinite(weights.numpy())), f"{method} on {name}: weights"
