@@ -92,7 +92,7 @@ def spd_solve(system: Any, rhs: Any) -> Any:
     No pivoting is needed for a positive definite system (every leading
     pivot is positive). Unrolled, each step is a few elementwise ops that
     XLA fuses; XLA's Cholesky and LU are loops of small kernels, which made
-    the dual-cone solve of UPGrad cost ~0.3 ms per step on an (8, 8)
+    the dual-cone solve of UPGrad cost ~0.2 ms per step on an (8, 8)
     Gramian on CPU. A singular system gives non-finite entries (not an error).
     """
     m = int(system.shape[-1])

@@ -131,6 +131,7 @@ class GradDrop(GradientAggregator):
         uniform = tf.cast(uniform, jacobian.dtype)
         total = tf.reduce_sum(jacobian, axis=0)
         mass = tf.reduce_sum(tf.abs(jacobian), axis=0)
+        # All-zero columns contribute nothing whatever P is.
         purity = 0.5 * (1.0 + total / tf.where(mass > 0, mass, 1.0))
         keep = tf.logical_or(
             tf.logical_and(purity > uniform, jacobian > 0),
