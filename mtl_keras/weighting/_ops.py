@@ -84,25 +84,32 @@ def principal_system(gram: Any, free: Any) -> Any:
     return f_col * gram * f_row + eye * (1.0 - f_col)
 
 
-def spd_solve(system: Any, rhs: Any) -> Any:
-    """Solves `system @ x = rhs` for symmetric positive definite `system`
-    `(..., m, m)` and `rhs` `(..., m, r)`, by Gauss-Jordan elimination
-    unrolled over the static m.
-
-    No pivoting is needed for a positive definite system (every leading
-    pivot is positive). Unrolled, each step is a few elementwise ops that
-    XLA fuses; XLA's Cholesky and LU are loops of small kernels, which made
-    the dual-cone solve of UPGrad cost ~0.2 ms per step on an (8, 8)
-    Gramian on CPU. A singular system gives non-finite entries (not an error).
-    """
-    m = int(system.shape[-1])
-    a = tf.concat([system, tf.cast(rhs, system.dtype)], axis=-1)
+def _eliminate(a: Any, m: int) -> tuple[Any, list[Any]]:
+    """Gauss-Jordan elimination of the first m columns of `a` (..., m, k),
+    unrolled over the static m, without pivoting: (the reduced matrix, the
+    m pivots). Each step is a few elementwise ops that XLA fuses; XLA's
+    Cholesky and LU are loops of small kernels, which made the dual-cone
+    solve of UPGrad cost ~0.2 ms per step on an (8, 8) Gramian on CPU."""
+    pivots = []
     for j in range(m):
-        row = a[..., j : j + 1, :] / a[..., j : j + 1, j : j + 1]
+        pivot = a[..., j : j + 1, j : j + 1]
+        pivots.append(pivot[..., 0, 0])
+        row = a[..., j : j + 1, :] / pivot
         # Row j becomes `row`; every other row i loses a_ij * row.
         col = a[..., :, j : j + 1] - tf.one_hot(j, m, dtype=a.dtype)[:, None]
         a = a - col * row
-    return a[..., :, m:]
+    return a, pivots
+
+
+def spd_solve(system: Any, rhs: Any) -> Any:
+    """Solves `system @ x = rhs` for symmetric positive definite `system`
+    `(..., m, m)` and `rhs` `(..., m, r)` by unrolled Gauss-Jordan
+    elimination: no pivoting is needed for a positive definite system
+    (every leading pivot is positive). A singular system gives non-finite
+    entries (not an error)."""
+    m = int(system.shape[-1])
+    reduced, _ = _eliminate(tf.concat([system, tf.cast(rhs, system.dtype)], axis=-1), m)
+    return reduced[..., :, m:]
 
 
 def well_conditioned(gram: Any, floor: float) -> Any:
@@ -111,20 +118,16 @@ def well_conditioned(gram: Any, floor: float) -> Any:
     non-finite `gram`.
 
     `G / tr(G) - floor I` is positive definite exactly when all pivots of its
-    elimination are positive (Sylvester's criterion): m unrolled steps,
-    cheap under XLA and never an error (unlike a failing Cholesky).
+    elimination are positive (Sylvester's criterion): cheap under XLA and
+    never an error (unlike a failing Cholesky).
     """
     m = int(gram.shape[-1])
     g = tf.cast(gram, tf.float64)
     trace = tf.linalg.trace(g)
     usable = tf.logical_and(tf.math.is_finite(trace), trace > 0)
-    a = g / tf.where(usable, trace, 1.0) - floor * tf.eye(m, dtype=tf.float64)
-    positive = []
-    for j in range(m):
-        pivot = a[j, j]
-        positive.append(pivot > 0)  # False for NaN
-        a = a - a[:, j : j + 1] * (a[j : j + 1, :] / pivot)
-    return tf.logical_and(usable, tf.reduce_all(tf.stack(positive)))
+    shifted = g / tf.where(usable, trace, 1.0) - floor * tf.eye(m, dtype=tf.float64)
+    _, pivots = _eliminate(shifted, m)
+    return tf.logical_and(usable, tf.reduce_all(tf.stack(pivots) > 0))  # False for NaN
 
 
 def pivot_flips(bad: Any, best: Any, tries: Any) -> tuple[Any, Any, Any, Any]:

@@ -84,7 +84,7 @@ class GradDrop(GradientAggregator):
         the positive and the negative parts, computed row by row (unrolled
         over the static number of tasks): no `(tasks, params)` mask, and
         only row-wise passes, which XLA's CPU code runs ~25 % faster than
-        the column reductions of the matrix form (`kept_factor`)."""
+        the column reductions of the matrix form `M_ik` (the paper's)."""
         m = _ops.static_num_tasks(jacobian, "GradDrop")
         uniform = tf.cast(uniform, jacobian.dtype)
         rows = tf.unstack(jacobian, num=m)
@@ -117,27 +117,9 @@ class GradDrop(GradientAggregator):
         return direction, tf.cast(weights, tf.float32)
 
     def _leak(self, m: int, dtype: Any) -> Any:
-        if self.leak is None:
-            return tf.zeros([m], dtype)
         if len(self.leak) != m:
             raise ValueError(f"GradDrop: `leak` has {len(self.leak)} entries for {m} tasks.")
         return tf.constant(self.leak, dtype)
-
-    def kept_factor(self, jacobian: Any, uniform: Any) -> Any:
-        """`l_i + (1 - l_i) M_ik` (num_tasks, num_params) for a draw U: the
-        matrix form of the algorithm (what the paper writes)."""
-        m = _ops.static_num_tasks(jacobian, "GradDrop")
-        leak = self._leak(m, jacobian.dtype)
-        uniform = tf.cast(uniform, jacobian.dtype)
-        total = tf.reduce_sum(jacobian, axis=0)
-        mass = tf.reduce_sum(tf.abs(jacobian), axis=0)
-        # All-zero columns contribute nothing whatever P is.
-        purity = 0.5 * (1.0 + total / tf.where(mass > 0, mass, 1.0))
-        keep = tf.logical_or(
-            tf.logical_and(purity > uniform, jacobian > 0),
-            tf.logical_and(purity < uniform, jacobian < 0),
-        )
-        return leak[:, None] + (1.0 - leak[:, None]) * tf.cast(keep, jacobian.dtype)
 
     def aggregate_with_uniform(self, jacobian: Any, uniform: Any) -> Any:
         """The deterministic part: GradDrop for a given draw U (num_params,)."""
