@@ -437,7 +437,9 @@ class GradientAggregator(Weighting):
     def _float32_gramian_weights(self, gram: Any, num_columns: Any) -> tuple[Any, Any]:
         """(weights from the float32 Gramian, whether it is conditioned well
         enough for them; when not, the weights are NaN and unused)."""
-        ok = _ops.well_conditioned(gram, self.float32_gramian_above)
+        floor = self.float32_gramian_above
+        assert floor is not None, "only called when float32_gramian_above is set"
+        ok = _ops.well_conditioned(gram, floor)
         num_tasks = _ops.static_num_tasks(gram, type(self).__name__)
         weights = tf.cond(
             ok,
